@@ -1,0 +1,1 @@
+"""Teams and users: who a key belongs to, and whose budget it draws on."""

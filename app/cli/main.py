@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from app.api_keys.service import ensure_admin, resolve_key_secret
+from app.cli.accounts import teams, users
+from app.cli.keys import keys
+from app.cli.runtime import load_settings, migrate
+from app.config import Settings
+from app.db import create_engine, create_sessionmaker
+from app.kit.logging import configure_logging
+
+cli = typer.Typer(help="Tollgate: a metered gateway in front of the OpenAI API.", no_args_is_help=True)
+cli.add_typer(teams, name="teams")
+cli.add_typer(users, name="users")
+cli.add_typer(keys, name="keys")
+
+
+@cli.command("migrate")
+def migrate_command() -> None:
+    """Apply database migrations (the same as `alembic upgrade head`)."""
+    migrate(load_settings())
+    typer.echo("database is up to date")
+
+
+@cli.command("serve")
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address [TOLLGATE_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [TOLLGATE_PORT].")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes [TOLLGATE_WORKERS].")] = None,
+    skip_migrations: Annotated[bool, typer.Option(help="Do not migrate before starting.")] = False,
+) -> None:
+    """Migrate, make sure an admin can log in, then serve."""
+    settings = load_settings()
+    configure_logging(settings.gateway.log_level, settings.gateway.log_json)
+    if not skip_migrations:
+        migrate(settings)
+    token = asyncio.run(_bootstrap(settings))
+    if token is not None:
+        typer.secho("\nBootstrap admin key (shown once, store it now):", fg=typer.colors.YELLOW, bold=True)
+        typer.echo(f"  {token}\n")
+    uvicorn.run(
+        "app.main:create_app_from_env",
+        factory=True,
+        host=host or settings.gateway.host,
+        port=port or settings.gateway.port,
+        workers=workers or settings.gateway.workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+    )
+
+
+async def _bootstrap(settings: Settings) -> str | None:
+    engine = create_engine(settings.database)
+    try:
+        async with create_sessionmaker(engine).begin() as session:
+            admin_key = settings.keys.admin_key.get_secret_value() if settings.keys.admin_key else None
+            return await ensure_admin(session, resolve_key_secret(settings), admin_key)
+    finally:
+        await engine.dispose()
+
+
+@cli.command("mock-upstream")
+def mock_upstream(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 9000,
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    latency_ms: Annotated[int, typer.Option(help="Delay before each response.")] = 0,
+    chunk_delay_ms: Annotated[int, typer.Option(help="Delay between streamed chunks.")] = 0,
+    api_key: Annotated[str | None, typer.Option(help="Require this bearer key.")] = None,
+) -> None:
+    """Run a fake OpenAI API: deterministic, free, for frontend work and tests."""
+    from app.mock_upstream.server import MockConfig
+    from app.mock_upstream.server import serve as serve_mock
+
+    serve_mock(host, port, MockConfig(api_key=api_key, latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms))
+
+
+def main() -> None:
+    cli()

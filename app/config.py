@@ -1,0 +1,113 @@
+"""Tollgate's one typed settings object.
+
+Each group reads its own environment prefix, so the variables a user types are the
+conventional ones (``DATABASE_URL``, ``OPENAI_API_KEY``, ``TOLLGATE_ADMIN_KEY``) while the
+code still gets nested, typed groups.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_BASE = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+
+class ModelPriceOverride(BaseModel):
+    """Prices for a model the public price table does not know (fine-tunes, private models).
+
+    Dollars per million tokens, as OpenAI's price page states them.
+    """
+
+    input_per_mtok: Decimal = Field(ge=0)
+    cached_input_per_mtok: Decimal | None = Field(default=None, ge=0)
+    output_per_mtok: Decimal = Field(default=Decimal(0), ge=0)
+
+
+class DatabaseSettings(BaseSettings):
+    model_config = SettingsConfigDict(**_BASE, env_prefix="DATABASE_")
+
+    url: str = "sqlite+aiosqlite:///./.tollgate/tollgate.db"
+    pool_size: int = Field(default=10, ge=1)
+    max_overflow: int = Field(default=10, ge=0)
+    pool_timeout_s: float = Field(default=5.0, gt=0)
+    echo: bool = False
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+
+class UpstreamSettings(BaseSettings):
+    model_config = SettingsConfigDict(**_BASE, env_prefix="OPENAI_")
+
+    api_key: SecretStr = SecretStr("")
+    base_url: str = "https://api.openai.com/v1"
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    read_timeout_s: float = Field(default=600.0, gt=0)
+    max_connections: int = Field(default=200, ge=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, v: str) -> str:
+        return v.rstrip("/")
+
+
+class KeySettings(BaseSettings):
+    model_config = SettingsConfigDict(**_BASE, env_prefix="TOLLGATE_")
+
+    admin_key: SecretStr | None = None
+    # The HMAC key for API key digests. Zero-config SQLite installs get one generated into
+    # data_dir; a Postgres deployment must set it so every replica computes the same digest.
+    secret_key: SecretStr | None = None
+    # Revocation reaches every replica within this many seconds (the auth cache TTL).
+    auth_cache_ttl_s: float = Field(default=1.0, ge=0, le=2.0)
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(**_BASE, env_prefix="TOLLGATE_")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = Field(default=1, ge=1)
+    data_dir: Path = Path(".tollgate")
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = True
+    models_cache_ttl_s: float = Field(default=300.0, ge=0)
+    # JSON object: {"ft:gpt-4o-mini:acme::x": {"input_per_mtok": "0.3", "output_per_mtok": "1.2"}}
+    price_overrides: Annotated[dict[str, ModelPriceOverride], NoDecode] = Field(default_factory=dict)
+
+    @field_validator("price_overrides", mode="before")
+    @classmethod
+    def _parse_overrides(cls, v: object) -> object:
+        if isinstance(v, str):
+            return json.loads(v) if v.strip() else {}
+        return v
+
+
+class Settings(BaseModel):
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
+    keys: KeySettings = Field(default_factory=KeySettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+
+    @model_validator(mode="after")
+    def _refuse_weak_secrets(self) -> Settings:
+        for name, secret in (("TOLLGATE_SECRET_KEY", self.keys.secret_key),):
+            if secret is not None and len(secret.get_secret_value()) < 32:
+                raise ValueError(f"{name} must be at least 32 characters of random data")
+        if self.keys.secret_key is None and not self.database.is_sqlite:
+            raise ValueError("TOLLGATE_SECRET_KEY is required with PostgreSQL: every replica must hash keys alike")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,69 @@
+"""Engine and session plumbing. Nothing here runs at import: the lifespan builds the engine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from app.config import DatabaseSettings
+
+
+def create_engine(settings: DatabaseSettings) -> AsyncEngine:
+    if settings.is_sqlite:
+        return _create_sqlite_engine(settings)
+    return create_async_engine(
+        settings.url,
+        echo=settings.echo,
+        pool_size=settings.pool_size,
+        max_overflow=settings.max_overflow,
+        pool_timeout=settings.pool_timeout_s,
+        pool_pre_ping=True,
+    )
+
+
+def _create_sqlite_engine(settings: DatabaseSettings) -> AsyncEngine:
+    kwargs: dict[str, Any] = {"echo": settings.echo}
+    if ":memory:" in settings.url:
+        kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+    engine = create_async_engine(settings.url, **kwargs)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        # WAL lets readers run while the ledger is written; busy_timeout makes writers queue
+        # instead of failing with "database is locked".
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return engine
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One session per request, committed once after the handler returns, rolled back on error.
+
+    Registered with ``scope="function"`` so the commit happens before the response is sent: a
+    client that saw 200 can rely on what it created being there.
+    """
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with sessionmaker() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        else:
+            await session.commit()
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

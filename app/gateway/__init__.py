@@ -1,0 +1,1 @@
+"""The OpenAI-compatible metered routes: chat completions, embeddings, models."""

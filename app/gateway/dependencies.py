@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from app.errors import InvalidRequest, PayloadTooLarge
+
+
+async def read_json_object(request: Request) -> tuple[bytes, dict[str, Any]]:
+    """The raw body (to forward unchanged) and its parse (to meter it).
+
+    Oversized bodies are refused from Content-Length before a byte is read, and a body that
+    lies about its length is cut off as soon as it passes the limit.
+    """
+    limit: int = request.app.state.settings.gateway.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"Request body is larger than the {limit} byte limit.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"Request body is larger than the {limit} byte limit.")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRequest(
+            "We could not parse the JSON body of your request. The body must be valid UTF-8 JSON.",
+            code="invalid_json",
+        ) from exc
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    return raw, body
+
+
+JsonBody = Annotated[tuple[bytes, dict[str, Any]], Depends(read_json_object)]

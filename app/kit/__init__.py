@@ -1,0 +1,1 @@
+"""Domain-free helpers: nothing in here imports from an ``app.<domain>`` package."""

@@ -1,0 +1,40 @@
+"""API key material: a readable prefix plus 256 random bits, stored only as an HMAC digest."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from pathlib import Path
+
+KEY_RANDOM_BYTES = 32  # 256 bits
+DISPLAY_CHARS = 8
+
+
+def generate_api_key(prefix: str) -> str:
+    return f"{prefix}{secrets.token_urlsafe(KEY_RANDOM_BYTES)}"
+
+
+def hash_api_key(token: str, secret: bytes) -> str:
+    """HMAC rather than a bare hash so a leaked table cannot be checked offline without the secret."""
+    return hmac.new(secret, token.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+
+
+def display_prefix(token: str, prefix: str) -> str:
+    """What lists show of a key: enough to tell keys apart, far too little to use."""
+    return token[: len(prefix) + DISPLAY_CHARS]
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    """Zero-config installs keep a generated HMAC secret on disk beside their SQLite file."""
+    if path.exists():
+        return path.read_bytes().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_hex(32).encode()
+    path.touch(mode=0o600)
+    path.write_bytes(secret)
+    return secret
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(12)}"

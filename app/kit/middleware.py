@@ -1,0 +1,58 @@
+"""Per-request context as a pure ASGI middleware (no BaseHTTPMiddleware: it buffers streams)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.kit.logging import request_id_var
+
+log = logging.getLogger("tollgate.request")
+
+
+class RequestContextMiddleware:
+    """Gives every request an id (logged on every line, returned as ``x-request-id``) and logs
+    one line when the response has been sent."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = f"req_{secrets.token_hex(12)}"
+        started = time.perf_counter()
+        state = scope.setdefault("state", {})
+        state["request_id"], state["started"] = request_id, started
+        token = request_id_var.set(request_id)
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            principal = state.get("principal")
+            log.info(
+                "%s %s %s",
+                scope["method"],
+                scope["path"],
+                status,
+                extra={
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "key_id": getattr(principal, "key_id", None),
+                },
+            )
+            request_id_var.reset(token)

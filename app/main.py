@@ -1,0 +1,72 @@
+"""The application factory. Resources are built in the lifespan, never at import."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+from app.api import api_router
+from app.api_keys.service import Authenticator, ensure_admin, resolve_key_secret
+from app.config import Settings, get_settings
+from app.db import create_engine, create_sessionmaker
+from app.errors import install_error_handlers
+from app.gateway.catalog import ModelCatalog
+from app.gateway.service import Gateway
+from app.gateway.upstream import Upstream
+from app.kit.logging import configure_logging
+from app.kit.middleware import RequestContextMiddleware
+from app.kit.tokens import encoding_for
+from app.usage.pricing import PriceBook
+
+
+def create_app(settings: Settings | None = None, upstream_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database)
+        sessionmaker = create_sessionmaker(engine)
+        secret = resolve_key_secret(settings)
+        upstream = Upstream(settings.upstream, transport=upstream_transport)
+        if settings.keys.admin_key is not None:
+            async with sessionmaker.begin() as session:
+                await ensure_admin(session, secret, settings.keys.admin_key.get_secret_value())
+        # Loading tiktoken's tables takes a moment; pay it at start, not on a request.
+        encoding_for("gpt-4o-mini")
+        app.state.settings = settings
+        app.state.sessionmaker = sessionmaker
+        app.state.key_secret = secret
+        app.state.authenticator = Authenticator(sessionmaker, secret, settings.keys.auth_cache_ttl_s)
+        app.state.gateway = Gateway(upstream, PriceBook(settings.gateway.price_overrides), sessionmaker)
+        app.state.catalog = ModelCatalog(upstream, settings.gateway.models_cache_ttl_s)
+        try:
+            yield
+        finally:
+            await upstream.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Tollgate",
+        summary="A metered gateway in front of the OpenAI API",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(api_router)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Entry point for ``uvicorn --factory app.main:create_app_from_env`` (Docker, workers)."""
+    settings = get_settings()
+    configure_logging(settings.gateway.log_level, settings.gateway.log_json)
+    return create_app(settings)

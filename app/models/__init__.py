@@ -1,0 +1,9 @@
+"""Every ORM model, re-exported: the one import Alembic needs."""
+
+from app.models.api_key import ApiKey
+from app.models.base import Base
+from app.models.team import Team
+from app.models.usage_record import UsageRecord
+from app.models.user import User
+
+__all__ = ["ApiKey", "Base", "Team", "UsageRecord", "User"]

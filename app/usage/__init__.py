@@ -1,0 +1,1 @@
+"""The usage ledger: one row per upstream call, and what each call cost."""

@@ -1,0 +1,121 @@
+"""Embeddings and the model list, end to end, plus byte-faithful relay checked at the transport."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.config import Settings
+from app.main import create_app
+from app.mock_upstream import MODELS
+from tests.fixtures.live_server import LiveServer
+from tests.fixtures.servers import ADMIN_KEY, Tenant, make_settings, usage_rows
+
+
+async def test_embeddings_through_the_sdk_are_metered(
+    tollgate: LiveServer, tenant: Tenant, engine: AsyncEngine
+) -> None:
+    client = tenant.client(tollgate.url)
+    result = await client.embeddings.create(model="text-embedding-3-small", input=["alpha", "beta"], dimensions=16)
+    assert [len(d.embedding) for d in result.data] == [16, 16]
+    [row] = await usage_rows(engine, tenant.key_id)
+    assert row.endpoint == "embeddings"
+    assert row.prompt_tokens == result.usage.prompt_tokens > 0
+    # text-embedding-3-small is $0.02 per million input tokens in the price table.
+    assert row.cost_micros == math.ceil(result.usage.prompt_tokens * Decimal("0.02"))
+
+
+async def test_bad_embedding_input_is_400(tollgate: LiveServer, tenant: Tenant) -> None:
+    headers = {"authorization": f"Bearer {tenant.token}"}
+    async with httpx.AsyncClient(base_url=tollgate.url, headers=headers) as http:
+        for bad in ({"model": "text-embedding-3-small"}, {"model": "text-embedding-3-small", "input": [None]}):
+            response = await http.post("/v1/embeddings", json=bad)
+            assert response.status_code == 400
+            assert response.json()["error"]["param"] == "input"
+
+
+async def test_unrestricted_key_sees_upstreams_models(tollgate: LiveServer, tenant: Tenant) -> None:
+    listed = [m.id async for m in tenant.client(tollgate.url).models.list()]
+    assert sorted(listed) == sorted(MODELS)
+
+
+# --- byte-faithful relay, checked with a transport-level fake upstream ---------------------------
+
+ODD_JSON = (
+    b'{ "id":"chatcmpl-odd",  "object":"chat.completion", "created":1, "model":"gpt-4o-mini",\n'
+    b' "choices":[{"index":0,"message":{"role":"assistant","content":"caf\\u00e9 \xe2\x9c\x93"},'
+    b'"finish_reason":"stop"}],\n "usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12},'
+    b' "x_future_field":[1.50, 2e3] }'
+)
+SSE = (
+    b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",'
+    b'"choices":[{"index":0,"delta":{"content":"Hel"}}],"usage":null}\n\n'
+    b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",'
+    b'"choices":[{"index":0,"delta":{"content":"lo"},"finish_reason":"stop"}],"usage":null}\n\n'
+    b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[],'
+    b'"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11}}\n\n'
+    b"data: [DONE]\n\n"
+)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.bodies.append(request.content)
+        if b'"stream":true' in request.content.replace(b" ", b""):
+            # Split mid-event so the relay must reassemble events across reads.
+            parts = [SSE[:70], SSE[70:250], SSE[250:]]
+            return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=_Chunks(parts))
+        return httpx.Response(200, headers={"content-type": "application/json"}, content=ODD_JSON)
+
+
+class _Chunks(httpx.AsyncByteStream):
+    def __init__(self, parts: list[bytes]) -> None:
+        self.parts = parts
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for part in self.parts:
+            yield part
+
+
+@pytest.fixture
+async def faithful(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, Recorder]]:
+    recorder = Recorder()
+    app: FastAPI = create_app(
+        make_settings(settings.database.url, "http://upstream.invalid"),
+        upstream_transport=httpx.MockTransport(recorder),
+    )
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        headers = {"authorization": f"Bearer {ADMIN_KEY}"}
+        async with httpx.AsyncClient(transport=transport, base_url="http://tollgate", headers=headers) as http:
+            yield http, recorder
+
+
+async def test_json_is_relayed_byte_for_byte_both_ways(faithful: tuple[httpx.AsyncClient, Recorder]) -> None:
+    http, recorder = faithful
+    sent = b'{"model": "gpt-4o-mini",  "messages":[{"role":"user","content":"hi"}], "zz_unknown": {"a": [1, 2.50]}}'
+    response = await http.post("/v1/chat/completions", content=sent, headers={"content-type": "application/json"})
+    assert response.status_code == 200
+    assert response.content == ODD_JSON
+    assert recorder.bodies[-1] == sent
+
+
+async def test_sse_is_relayed_event_by_event_without_the_unrequested_usage_event(
+    faithful: tuple[httpx.AsyncClient, Recorder],
+) -> None:
+    http, recorder = faithful
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    response = await http.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200
+    events = SSE.split(b"\n\n")
+    assert response.content == events[0] + b"\n\n" + events[1] + b"\n\n" + events[3] + b"\n\n"
+    assert b'"include_usage":true' in recorder.bodies[-1]

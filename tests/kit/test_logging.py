@@ -1,0 +1,37 @@
+"""Logs carry the request id on every line and never a secret."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import httpx
+import pytest
+
+from app.kit.logging import JsonFormatter, request_id_var, scrub
+from tests.fixtures.live_server import LiveServer
+from tests.fixtures.servers import ADMIN_KEY, UPSTREAM_KEY, Tenant
+
+
+async def test_a_request_logs_no_secret(tollgate: LiveServer, tenant: Tenant, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    client = tenant.client(tollgate.url)
+    await client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    async with httpx.AsyncClient(base_url=tollgate.url) as http:
+        await http.get("/v1/me", headers={"authorization": f"Bearer {tenant.token}x"})
+    text = caplog.text + "".join(str(r.__dict__) for r in caplog.records)
+    assert "/v1/chat/completions" in text
+    for secret in (tenant.token, UPSTREAM_KEY, ADMIN_KEY):
+        assert secret not in text
+
+
+def test_json_lines_have_the_request_id_and_scrub_keys() -> None:
+    token = request_id_var.set("req_abc")
+    try:
+        record = logging.LogRecord("t", logging.INFO, "f", 1, "saw tg-%s", ("A" * 43,), None)
+        line = json.loads(JsonFormatter().format(record))
+    finally:
+        request_id_var.reset(token)
+    assert line["request_id"] == "req_abc"
+    assert line["msg"] == "saw tg-[redacted]"
+    assert scrub("Bearer sk-proj-abcdefghijkl") == "Bearer sk-[redacted]"
