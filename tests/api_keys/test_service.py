@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts import service as accounts
@@ -41,6 +41,7 @@ async def test_env_admin_key_is_idempotent_and_rotation_retires_the_old_one(db_s
 
 
 async def test_bootstrap_key_is_generated_only_when_no_admin_key_exists(db_session: AsyncSession) -> None:
+    await db_session.execute(delete(ApiKey))  # a fresh install, inside this test's rolled-back transaction
     first = await service.ensure_admin(db_session, SECRET, None)
     assert first is not None and first.startswith("tg-")
     assert await service.ensure_admin(db_session, SECRET, None) is None
