@@ -81,8 +81,17 @@ class GatewaySettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
     models_cache_ttl_s: float = Field(default=300.0, ge=0)
+    # Comma-separated origins allowed to call from a browser; empty disables CORS.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # JSON object: {"ft:gpt-4o-mini:acme::x": {"input_per_mtok": "0.3", "output_per_mtok": "1.2"}}
     price_overrides: Annotated[dict[str, ModelPriceOverride], NoDecode] = Field(default_factory=dict)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [o.strip() for o in v.split(",") if o.strip()]
+        return v
 
     @field_validator("price_overrides", mode="before")
     @classmethod

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from app.api import api_router
 from app.api_keys.service import Authenticator, ensure_admin, resolve_key_secret
@@ -17,7 +18,7 @@ from app.gateway.catalog import ModelCatalog
 from app.gateway.service import Gateway
 from app.gateway.upstream import Upstream
 from app.kit.logging import configure_logging
-from app.kit.middleware import RequestContextMiddleware
+from app.kit.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from app.kit.tokens import encoding_for
 from app.usage.pricing import PriceBook
 
@@ -55,6 +56,17 @@ def create_app(settings: Settings | None = None, upstream_transport: httpx.Async
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.gateway.max_body_bytes)
+    if settings.gateway.cors_origins:
+        # Browser frontends call Tollgate directly; they authenticate with a bearer key, not cookies.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.gateway.cors_origins,
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["authorization", "content-type", "openai-beta", "x-stainless-*"],
+            expose_headers=["x-request-id", "retry-after"],
+            max_age=600,
+        )
     app.add_middleware(RequestContextMiddleware)
     app.include_router(api_router)
 

@@ -11,13 +11,10 @@ from app.errors import InvalidRequest, PayloadTooLarge
 async def read_json_object(request: Request) -> tuple[bytes, dict[str, Any]]:
     """The raw body (to forward unchanged) and its parse (to meter it).
 
-    Oversized bodies are refused from Content-Length before a byte is read, and a body that
-    lies about its length is cut off as soon as it passes the limit.
+    A declared oversize was already refused by BodyLimitMiddleware; a chunked body is cut off
+    here as soon as it passes the limit.
     """
     limit: int = request.app.state.settings.gateway.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"Request body is larger than the {limit} byte limit.")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():

@@ -8,6 +8,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.errors import error_body
 from app.kit.logging import request_id_var
 
 log = logging.getLogger("tollgate.request")
@@ -56,3 +57,33 @@ class RequestContextMiddleware:
                 },
             )
             request_id_var.reset(token)
+
+
+class BodyLimitMiddleware:
+    """Refuses a declared Content-Length over the limit before a byte of the body is read.
+
+    Bodies without a trustworthy length (chunked) are counted where they are read, so a
+    client cannot get past the limit by lying.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                    await self._refuse(send)
+                    return
+        await self.app(scope, receive, send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = error_body(
+            f"Request body is larger than the {self.max_bytes} byte limit.",
+            "invalid_request_error",
+            code="request_too_large",
+        )
+        headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from app.config import Settings
 from app.main import create_app
 from tests.fixtures.live_server import LiveServer
-from tests.fixtures.servers import UPSTREAM_KEY, Tenant, make_settings, usage_rows
+from tests.fixtures.servers import ADMIN_KEY, UPSTREAM_KEY, Tenant, make_settings, usage_rows
 
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 LEAKS = ("org-mockorg", "sk-mock", UPSTREAM_KEY, "LEAKED")
@@ -156,3 +156,31 @@ async def test_every_response_carries_a_request_id(http: httpx.AsyncClient) -> N
     failed = await http.get("/nope")
     assert ok.headers["x-request-id"].startswith("req_")
     assert failed.headers["x-request-id"] != ok.headers["x-request-id"]
+
+
+async def test_declared_oversize_is_refused_on_every_route(tollgate: LiveServer) -> None:
+    headers = {"authorization": f"Bearer {ADMIN_KEY}", "content-type": "application/json"}
+    async with httpx.AsyncClient(base_url=tollgate.url, headers=headers) as http:
+        response = await http.post("/admin/users", content=b'{"name": "' + b"x" * 100_000 + b'"}')
+    assert_envelope(response, 413, "request_too_large")
+    assert response.headers["x-request-id"]
+
+
+async def test_cors_preflight_for_configured_origins(settings: Settings, mock_upstream: LiveServer) -> None:
+    configured = make_settings(settings.database.url, mock_upstream.url, cors_origins=["https://app.example"])
+    app = create_app(configured)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://tollgate") as http:
+            allowed = await http.options(
+                "/v1/chat/completions",
+                headers={
+                    "origin": "https://app.example",
+                    "access-control-request-method": "POST",
+                    "access-control-request-headers": "authorization,content-type",
+                },
+            )
+            other = await http.get("/healthz", headers={"origin": "https://evil.example"})
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+    assert "access-control-allow-origin" not in other.headers
