@@ -101,11 +101,38 @@ class GatewaySettings(BaseSettings):
         return v
 
 
+class SpendSettings(BaseSettings):
+    model_config = SettingsConfigDict(**_BASE, env_prefix="TOLLGATE_")
+
+    # A lease outlives its process by at most this long before the reaper charges it; live
+    # requests keep theirs fresh with a heartbeat every third of it.
+    lease_ttl_s: float = Field(default=60.0, ge=1)
+    reaper_interval_s: float = Field(default=5.0, gt=0)
+    budget_timezone: str = "UTC"
+    # The output cap injected when a budget applies and the client set none.
+    default_max_output_tokens: int = Field(default=4096, ge=1)
+    # A request is refused only when not even this many output tokens are affordable.
+    min_output_tokens: int = Field(default=1, ge=1)
+    # JSON: {"gpt-4o-mini": 16384}; models not listed are capped by default_max_output_tokens.
+    model_max_output_tokens: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    # Past this, a Redis call counts as failed and rate limiting fails open for that request.
+    redis_timeout_s: float = Field(default=1.0, gt=0)
+
+    @field_validator("model_max_output_tokens", mode="before")
+    @classmethod
+    def _parse_max(cls, v: object) -> object:
+        if isinstance(v, str):
+            return json.loads(v) if v.strip() else {}
+        return v
+
+
 class Settings(BaseModel):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
     keys: KeySettings = Field(default_factory=KeySettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    spend: SpendSettings = Field(default_factory=SpendSettings)
 
     @model_validator(mode="after")
     def _refuse_weak_secrets(self) -> Settings:

@@ -7,10 +7,14 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import event
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from app.config import DatabaseSettings
+
+# What "the database is unreachable" looks like from here: driver, pool and socket failures.
+DB_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
 
 
 def create_engine(settings: DatabaseSettings) -> AsyncEngine:

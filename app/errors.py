@@ -95,6 +95,19 @@ class UpstreamRateLimited(UpstreamError):
     code = "upstream_rate_limited"
 
 
+class BudgetExceeded(GatewayError):
+    """Not retryable by waiting a few seconds, so the SDKs are told not to retry it."""
+
+    status_code = 429
+    type = "insufficient_quota"
+
+
+class RateLimited(GatewayError):
+    status_code = 429
+    type = "rate_limit_exceeded"
+    code = "rate_limit_exceeded"
+
+
 class ServiceUnavailable(GatewayError):
     status_code = 503
     code = "service_unavailable"

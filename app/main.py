@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,11 +16,16 @@ from app.config import Settings, get_settings
 from app.db import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
 from app.gateway.catalog import ModelCatalog
+from app.gateway.metering import Meter
 from app.gateway.service import Gateway
 from app.gateway.upstream import Upstream
 from app.kit.logging import configure_logging
 from app.kit.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from app.kit.tasks import every
 from app.kit.tokens import encoding_for
+from app.ratelimits.limiter import create_rate_limiter
+from app.ratelimits.service import LimitsCache
+from app.spend.service import SpendService
 from app.usage.pricing import PriceBook
 
 
@@ -41,11 +47,28 @@ def create_app(settings: Settings | None = None, upstream_transport: httpx.Async
         app.state.sessionmaker = sessionmaker
         app.state.key_secret = secret
         app.state.authenticator = Authenticator(sessionmaker, secret, settings.keys.auth_cache_ttl_s)
-        app.state.gateway = Gateway(upstream, PriceBook(settings.gateway.price_overrides), sessionmaker)
+        prices = PriceBook(settings.gateway.price_overrides)
+        spend = SpendService(sessionmaker, prices, settings.spend)
+        limiter = create_rate_limiter(
+            settings.spend.redis_url,
+            slot_ttl_s=settings.upstream.read_timeout_s + 60,
+            timeout_s=settings.spend.redis_timeout_s,
+        )
+        app.state.limits = LimitsCache(sessionmaker, settings.keys.auth_cache_ttl_s)
+        app.state.spend = spend
+        app.state.gateway = Gateway(upstream, prices, Meter(spend, limiter, app.state.limits))
         app.state.catalog = ModelCatalog(upstream, settings.gateway.models_cache_ttl_s)
+        tasks = [
+            asyncio.create_task(every(settings.spend.reaper_interval_s, spend.reap_once), name="lease-reaper"),
+            asyncio.create_task(every(settings.spend.lease_ttl_s / 3, spend.heartbeat_once), name="lease-heartbeat"),
+        ]
         try:
             yield
         finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await limiter.aclose()
             await upstream.aclose()
             await engine.dispose()
 

@@ -5,7 +5,10 @@ from fastapi import APIRouter, Request
 from app.api_keys import service
 from app.api_keys.dependencies import AdminPrincipal, CurrentPrincipal
 from app.api_keys.schemas import ApiKey, ApiKeyCreate, ApiKeyCreated, Me
-from app.db import SessionDep
+from app.budgets.schemas import Budget
+from app.db import DB_ERRORS, SessionDep
+from app.errors import ServiceUnavailable
+from app.kit.db_types import utcnow
 from app.kit.schemas import ListResponse
 
 router = APIRouter(prefix="/admin/keys", tags=["admin: keys"])
@@ -39,5 +42,10 @@ me_router = APIRouter(prefix="/v1", tags=["tollgate"])
 
 
 @me_router.get("/me", response_model=Me)
-async def me(principal: CurrentPrincipal) -> Me:
-    return Me.of(principal)
+async def me(principal: CurrentPrincipal, request: Request) -> Me:
+    try:
+        budgets = await request.app.state.spend.budgets_of(principal)
+    except DB_ERRORS as exc:
+        raise ServiceUnavailable("Tollgate cannot read your budgets right now. Retry shortly.") from exc
+    now = utcnow()
+    return Me.of(principal, [Budget.of(b, now) for b in budgets])

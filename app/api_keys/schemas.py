@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from app.budgets.schemas import Budget
 from app.kit.db_types import utcnow
 from app.kit.schemas import ReadSchema, Schema
 
@@ -90,9 +91,10 @@ class Me(ReadSchema):
     key_name: str
     allowed_models: list[str] | None
     expires_at: datetime | None
+    budgets: list[Budget] = Field(description="Every budget this key's requests must fit")
 
     @classmethod
-    def of(cls, p: Principal) -> Me:
+    def of(cls, p: Principal, budgets: list[Budget]) -> Me:
         models = sorted(p.allowed_models) if p.allowed_models is not None else None
         return cls(
             user_id=p.user_id,
@@ -103,4 +105,5 @@ class Me(ReadSchema):
             key_name=p.key_name,
             allowed_models=models,
             expires_at=p.expires_at,
+            budgets=budgets,
         )

@@ -14,7 +14,8 @@ from app.accounts.repository import UserRepository
 from app.api_keys.repository import ApiKeyRepository
 from app.api_keys.schemas import ApiKeyCreate, Principal
 from app.config import Settings
-from app.errors import NotFound, Unauthorized
+from app.db import DB_ERRORS
+from app.errors import NotFound, ServiceUnavailable, Unauthorized
 from app.kit.crypto import display_prefix, generate_api_key, hash_api_key, load_or_create_secret, new_id
 from app.kit.db_types import utcnow
 from app.models import ApiKey, User
@@ -114,7 +115,10 @@ class Authenticator:
         if hit is not None and now - hit[0] < self._ttl:
             principal = hit[1]
         else:
-            principal = await self._load(digest)
+            try:
+                principal = await self._load(digest)
+            except DB_ERRORS as exc:
+                raise ServiceUnavailable("Tollgate cannot verify API keys right now. Retry shortly.") from exc
             if len(self._cache) > 100_000:
                 self._cache.clear()
             self._cache[digest] = (now, principal)
@@ -161,3 +165,12 @@ def parse_expiry(value: str, now: datetime | None = None) -> datetime:
     if parsed.tzinfo is None:
         raise ValueError("a timestamp needs a time zone offset, e.g. 2026-12-31T00:00:00Z")
     return parsed
+
+
+async def resolve_scope_id(session: AsyncSession, scope: str, ref: str) -> str:
+    """The id behind a budget's or a limit's owner reference: a key id, or a user/team id or name."""
+    if scope == "key":
+        return (await get_key(session, ref)).id
+    if scope == "user":
+        return (await accounts.get_user(session, ref)).id
+    return (await accounts.get_team(session, ref)).id

@@ -8,6 +8,7 @@ import uvicorn
 
 from app.api_keys.service import ensure_admin, resolve_key_secret
 from app.cli.accounts import teams, users
+from app.cli.budgets import budgets_cli, limits_cli
 from app.cli.keys import keys
 from app.cli.runtime import load_settings, migrate
 from app.config import Settings
@@ -18,6 +19,8 @@ cli = typer.Typer(help="Tollgate: a metered gateway in front of the OpenAI API."
 cli.add_typer(teams, name="teams")
 cli.add_typer(users, name="users")
 cli.add_typer(keys, name="keys")
+cli.add_typer(budgets_cli, name="budgets")
+cli.add_typer(limits_cli, name="limits")
 
 
 @cli.command("migrate")

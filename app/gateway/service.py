@@ -1,7 +1,8 @@
-"""Orchestration of a metered call: authorize -> call upstream -> relay -> settle.
+"""Orchestration of a metered call: authorize -> admit (rate limits, reservation) -> call
+upstream -> relay -> settle.
 
-Nothing here holds a DB session across the upstream call: settlement opens its own short
-session once the outcome is known.
+Nothing here holds a DB session across the upstream call: the reservation commits before it,
+and settlement opens its own short session once the outcome is known.
 """
 
 from __future__ import annotations
@@ -12,19 +13,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+import anyio
 import httpx
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.responses import Response
 
 from app.api_keys.schemas import Principal
 from app.errors import GatewayError, InvalidRequest, NotFound, UpstreamError
+from app.gateway.metering import Admission, Meter
 from app.gateway.schemas import ChatRequest, parse_chat, parse_embeddings
 from app.gateway.streaming import OUTCOME_COMPLETED, OUTCOME_DISCONNECTED, RelayResult, SSERelay
 from app.gateway.upstream import Upstream
-from app.kit.tokens import count_chat_prompt, count_embedding_input, count_text
+from app.kit.tokens import count_chat_prompt, count_embedding_input, count_text, estimate_chat_prompt
 from app.models import usage_record as status
-from app.usage import service as usage
+from app.spend.service import Estimate
 from app.usage.pricing import PriceBook, TokenUsage
+from app.usage.service import Settlement
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +59,10 @@ def model_not_found(model: str) -> NotFound:
 
 
 class Gateway:
-    def __init__(self, upstream: Upstream, prices: PriceBook, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, upstream: Upstream, prices: PriceBook, meter: Meter) -> None:
         self.upstream = upstream
         self.prices = prices
-        self.sessionmaker = sessionmaker
+        self.meter = meter
 
     def authorize(self, principal: Principal, model: str) -> None:
         if not principal.may_use(model):
@@ -76,51 +79,72 @@ class Gateway:
         req = parse_chat(body)
         self.authorize(ctx.principal, req.model)
         ctx = replace(ctx, model=req.model)
+        cap_field = "max_tokens" if "max_completion_tokens" not in body and "max_tokens" in body else None
+        cap_field = cap_field or "max_completion_tokens"
+        estimate = Estimate(
+            model=req.model,
+            endpoint=ctx.endpoint,
+            prompt_tokens=estimate_chat_prompt(req.model, body),
+            requested_cap=body.get(cap_field),
+            choices=int(body.get("n") or 1),
+        )
+        admission = await self.meter.admit(ctx.principal, ctx.request_id, estimate)
+        cap = admission.reservation.output_cap
+        if cap is not None and cap != estimate.requested_cap:
+            # The cap that was reserved is the cap upstream must enforce.
+            body = {**body, cap_field: cap}
+            raw = _dump(body)
         if req.stream:
-            return await self._chat_stream(ctx, req, raw)
+            return await self._chat_stream(ctx, admission, req, body, raw)
 
-        def estimate(parsed: dict[str, Any] | None) -> TokenUsage:
+        def estimate_usage(parsed: dict[str, Any] | None) -> TokenUsage:
             text = _message_text(parsed) if parsed else ""
             return TokenUsage(prompt=count_chat_prompt(req.model, req.messages), completion=count_text(req.model, text))
 
-        return await self._call_json(ctx, "/chat/completions", raw, estimate)
+        return await self._call_json(ctx, admission, "/chat/completions", raw, estimate_usage)
 
     async def embeddings(self, ctx: CallContext, raw: bytes, body: dict[str, Any]) -> Response:
         req = parse_embeddings(body)
         self.authorize(ctx.principal, req.model)
         ctx = replace(ctx, model=req.model)
-        return await self._call_json(
-            ctx, "/embeddings", raw, lambda _: TokenUsage(prompt=count_embedding_input(req.model, req.input))
-        )
+        prompt = count_embedding_input(req.model, req.input)
+        estimate = Estimate(req.model, ctx.endpoint, prompt, requested_cap=None, has_output=False)
+        admission = await self.meter.admit(ctx.principal, ctx.request_id, estimate)
+        return await self._call_json(ctx, admission, "/embeddings", raw, lambda _: TokenUsage(prompt=prompt))
 
     async def _call_json(
         self,
         ctx: CallContext,
+        admission: Admission,
         path: str,
         raw: bytes,
         estimate: Callable[[dict[str, Any] | None], TokenUsage],
     ) -> Response:
-        response = await self._send(ctx, path, raw, stream=False)
+        response = await self._send(ctx, admission, path, raw, stream=False)
         upstream_id = response.headers.get("x-request-id")
         try:
             parsed = json.loads(response.content)
             block = parsed.get("usage")
         except (ValueError, AttributeError):
-            await self._settle(ctx, estimate(None), status.STATUS_UPSTREAM_ERROR, 502, upstream_id, "bad_json")
+            await self._settle(
+                ctx, admission, estimate(None), status.STATUS_UPSTREAM_ERROR, 502, upstream_id, "bad_json"
+            )
             raise UpstreamError("The upstream API returned a malformed response.") from None
         if isinstance(block, dict):
-            await self._settle(ctx, tokens_from_usage(block), status.STATUS_OK, 200, upstream_id)
+            await self._settle(ctx, admission, tokens_from_usage(block), status.STATUS_OK, 200, upstream_id)
         else:
-            await self._settle(ctx, estimate(parsed), status.STATUS_OK, 200, upstream_id, source=False)
-        return Response(response.content, media_type=response.headers.get("content-type", "application/json"))
+            await self._settle(ctx, admission, estimate(parsed), status.STATUS_OK, 200, upstream_id, source=False)
+        media_type = response.headers.get("content-type", "application/json")
+        return Response(response.content, media_type=media_type, headers=admission.headers)
 
-    async def _chat_stream(self, ctx: CallContext, req: ChatRequest, raw: bytes) -> Response:
+    async def _chat_stream(
+        self, ctx: CallContext, admission: Admission, req: ChatRequest, body: dict[str, Any], raw: bytes
+    ) -> Response:
         if not req.client_wants_usage:
             # Always ask for usage: billing depends on it. The client never sees the extra event.
-            body = dict(req.body)
-            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-            raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-        response = await self._send(ctx, "/chat/completions", raw, stream=True)
+            body = {**body, "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
+            raw = _dump(body)
+        response = await self._send(ctx, admission, "/chat/completions", raw, stream=True)
         upstream_id = response.headers.get("x-request-id")
 
         async def finish(result: RelayResult) -> None:
@@ -134,20 +158,31 @@ class Gateway:
                 OUTCOME_COMPLETED: status.STATUS_OK,
                 OUTCOME_DISCONNECTED: status.STATUS_CLIENT_DISCONNECTED,
             }.get(result.outcome, status.STATUS_STREAM_ERROR)
-            await self._settle(ctx, tokens, outcome, 200, upstream_id, source=upstream_counted)
+            await self._settle(ctx, admission, tokens, outcome, 200, upstream_id, source=upstream_counted)
 
-        return SSERelay(response, keep_usage_event=req.client_wants_usage, headers={}, on_finish=finish)
+        return SSERelay(response, keep_usage_event=req.client_wants_usage, headers=admission.headers, on_finish=finish)
 
-    async def _send(self, ctx: CallContext, path: str, raw: bytes, stream: bool) -> httpx.Response:
+    async def _send(
+        self, ctx: CallContext, admission: Admission, path: str, raw: bytes, stream: bool
+    ) -> httpx.Response:
         try:
             return await self.upstream.send("POST", path, raw, stream=stream)
         except GatewayError as exc:
-            await self._settle(ctx, TokenUsage(), status.STATUS_UPSTREAM_ERROR, exc.status_code, None, exc.code)
+            # Nothing was billed upstream: settling at zero releases the reservation.
+            await self._settle(
+                ctx, admission, TokenUsage(), status.STATUS_UPSTREAM_ERROR, exc.status_code, None, exc.code
+            )
+            raise
+        except BaseException:
+            # The client went away (cancellation) or something broke: still release the money.
+            with anyio.CancelScope(shield=True):
+                await self._settle(ctx, admission, TokenUsage(), status.STATUS_UPSTREAM_ERROR, 499, None, "cancelled")
             raise
 
     async def _settle(
         self,
         ctx: CallContext,
+        admission: Admission,
         tokens: TokenUsage,
         outcome: str,
         http_status: int,
@@ -156,7 +191,7 @@ class Gateway:
         *,
         source: bool = True,
     ) -> None:
-        settlement = usage.Settlement(
+        settlement = Settlement(
             request_id=ctx.request_id,
             endpoint=ctx.endpoint,
             model=ctx.model,
@@ -169,7 +204,11 @@ class Gateway:
             upstream_request_id=upstream_id,
             error_code=error_code,
         )
-        await usage.settle(self.sessionmaker, ctx.principal, settlement)
+        await self.meter.finish(admission, settlement)
+
+
+def _dump(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _message_text(parsed: dict[str, Any]) -> str:

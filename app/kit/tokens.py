@@ -5,6 +5,7 @@ Upstream usage is the billing truth; these counts fill in only when upstream cou
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
@@ -73,3 +74,30 @@ def count_embedding_input(model: str, value: Any) -> int:
             return len(value)
         return sum(count_embedding_input(model, v) for v in value)
     return 0
+
+
+# An upper bound for one image input: a high-detail 2048x2048 image on gpt-4o is 1,105 tokens.
+IMAGE_TOKENS_UPPER_BOUND = 1_500
+
+
+def estimate_chat_prompt(model: str, body: dict[str, Any]) -> int:
+    """An upper bound on the prompt tokens of a chat request, for reserving money.
+
+    Messages are counted exactly the cookbook way; tool and format definitions, which upstream
+    renders into the prompt in its own way, are counted from their JSON text, which is longer.
+    """
+    messages = body.get("messages")
+    total = count_chat_prompt(model, messages if isinstance(messages, list) else [])
+    for extra in ("tools", "functions", "response_format", "tool_choice"):
+        if body.get(extra) is not None:
+            total += count_text(model, json.dumps(body[extra], separators=(",", ":")))
+    return total + IMAGE_TOKENS_UPPER_BOUND * _image_parts(messages)
+
+
+def _image_parts(messages: Any) -> int:
+    count = 0
+    for message in messages if isinstance(messages, list) else ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            count += sum(1 for p in content if isinstance(p, dict) and p.get("type") in ("image_url", "input_image"))
+    return count

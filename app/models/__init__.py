@@ -2,8 +2,11 @@
 
 from app.models.api_key import ApiKey
 from app.models.base import Base
+from app.models.budget import Budget
+from app.models.budget_lease import BudgetLease
+from app.models.rate_limit import RateLimit
 from app.models.team import Team
 from app.models.usage_record import UsageRecord
 from app.models.user import User
 
-__all__ = ["ApiKey", "Base", "Team", "UsageRecord", "User"]
+__all__ = ["ApiKey", "Base", "Budget", "BudgetLease", "RateLimit", "Team", "UsageRecord", "User"]

@@ -13,6 +13,8 @@ STATUS_OK = "ok"
 STATUS_UPSTREAM_ERROR = "upstream_error"
 STATUS_CLIENT_DISCONNECTED = "client_disconnected"
 STATUS_STREAM_ERROR = "stream_error"
+# The request never settled (crash, DB down): the reaper charged its reservation.
+STATUS_LEASE_EXPIRED = "lease_expired"
 
 SOURCE_UPSTREAM = "upstream"
 SOURCE_ESTIMATED = "estimated"

@@ -48,9 +48,9 @@ async def test_unknown_revoked_and_expired_keys_get_the_same_401(
 
 
 async def test_sdk_sees_authentication_error(tollgate: LiveServer) -> None:
-    client = openai.AsyncOpenAI(base_url=tollgate.url + "/v1", api_key="tg-unknown", max_retries=0)
-    with pytest.raises(openai.AuthenticationError):
-        await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    async with openai.AsyncOpenAI(base_url=tollgate.url + "/v1", api_key="tg-unknown", max_retries=0) as client:
+        with pytest.raises(openai.AuthenticationError):
+            await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
 
 
 async def test_missing_key_is_401(tollgate: LiveServer) -> None:

@@ -3,79 +3,43 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
 import pytest
 
 from tests.fixtures.live_server import LiveServer
+from tests.fixtures.processes import TOLLGATE, TollgateProcess, clean_env
 from tests.fixtures.servers import UPSTREAM_KEY
 
 pytestmark = pytest.mark.sqlite
-TOLLGATE = [str(Path(sys.executable).with_name("tollgate"))]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
-def env(tmp_path: Path, mock_upstream: LiveServer) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("TOLLGATE_", "DATABASE_", "OPENAI_"))}
-    return clean | {
-        "OPENAI_BASE_URL": mock_upstream.url + "/v1",
-        "OPENAI_API_KEY": UPSTREAM_KEY,
-        "TOLLGATE_PORT": str(_free_port()),
-        "TOLLGATE_LOG_JSON": "false",
-    }
+def env(mock_upstream: LiveServer) -> dict[str, str]:
+    return clean_env(OPENAI_BASE_URL=mock_upstream.url + "/v1", OPENAI_API_KEY=UPSTREAM_KEY)
 
 
-def _cli(tmp_path: Path, env: dict[str, str], *args: str) -> object:
-    done = subprocess.run([*TOLLGATE, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+def _cli(tmp_path: Path, env: dict[str, str], *args: str) -> Any:
+    done = subprocess.run([TOLLGATE, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
 
-class Served:
-    def __init__(self, tmp_path: Path, env: dict[str, str]) -> None:
-        self.url = f"http://127.0.0.1:{env['TOLLGATE_PORT']}"
-        self.log = tmp_path / f"serve-{time.monotonic_ns()}.log"
-        with self.log.open("w") as out:
-            self.proc = subprocess.Popen([*TOLLGATE, "serve"], cwd=tmp_path, env=env, stdout=out, stderr=out)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/healthz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        self.stop()
-        raise AssertionError(self.log.read_text())
-
-    def stop(self) -> str:
-        self.proc.terminate()
-        self.proc.wait(10)
-        return self.log.read_text()
-
-
 @pytest.fixture
-def served(tmp_path: Path, env: dict[str, str]) -> Iterator[Served]:
-    server = Served(tmp_path, env)
+def served(tmp_path: Path, env: dict[str, str]) -> Iterator[TollgateProcess]:
+    server = TollgateProcess(tmp_path, env)
     yield server
     server.stop()
 
 
 def test_serve_migrates_prints_admin_key_once_and_meters_chat(
-    tmp_path: Path, env: dict[str, str], served: Served
+    tmp_path: Path, env: dict[str, str], served: TollgateProcess
 ) -> None:
     assert (tmp_path / ".tollgate" / "tollgate.db").exists()
     assert oct((tmp_path / ".tollgate" / "secret.key").stat().st_mode & 0o777) == "0o600"
@@ -107,19 +71,19 @@ def test_serve_migrates_prints_admin_key_once_and_meters_chat(
         pytest.fail("a revoked key kept working for more than 2 seconds")
 
     served.stop()
-    again = Served(tmp_path, env)
+    again = TollgateProcess(tmp_path, env)
     assert "store it now" not in again.stop(), "the bootstrap key is printed on the first start only"
 
 
 def test_cli_errors_are_clean(tmp_path: Path, env: dict[str, str]) -> None:
-    subprocess.run([*TOLLGATE, "migrate"], cwd=tmp_path, env=env, check=True, capture_output=True, timeout=60)
+    subprocess.run([TOLLGATE, "migrate"], cwd=tmp_path, env=env, check=True, capture_output=True, timeout=60)
     missing = subprocess.run(
-        [*TOLLGATE, "keys", "create", "--user", "ghost"], cwd=tmp_path, env=env, capture_output=True, text=True
+        [TOLLGATE, "keys", "create", "--user", "ghost"], cwd=tmp_path, env=env, capture_output=True, text=True
     )
     assert missing.returncode == 1
     assert "No user 'ghost'" in missing.stderr
     bad = subprocess.run(
-        [*TOLLGATE, "keys", "create", "--user", "ghost", "--expires", "soon"],
+        [TOLLGATE, "keys", "create", "--user", "ghost", "--expires", "soon"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -130,6 +94,43 @@ def test_cli_errors_are_clean(tmp_path: Path, env: dict[str, str]) -> None:
 
 def test_postgres_without_a_secret_refuses_to_start(tmp_path: Path, env: dict[str, str]) -> None:
     env = env | {"DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1/test"}
-    done = subprocess.run([*TOLLGATE, "migrate"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run([TOLLGATE, "migrate"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "TOLLGATE_SECRET_KEY is required" in done.stderr
+
+
+def test_budgets_and_limits_from_the_cli_on_sqlite(
+    tmp_path: Path, env: dict[str, str], served: TollgateProcess
+) -> None:
+    _cli(tmp_path, env, "users", "create", "carl", "--json")
+    key = _cli(tmp_path, env, "keys", "create", "--user", "carl", "--json")
+    assert isinstance(key, dict)
+    budget = _cli(tmp_path, env, "budgets", "create", "--key", key["id"], "--limit", "1", "--period", "daily", "--json")
+    assert isinstance(budget, dict)
+    assert (budget["scope"], budget["limit_micros"], budget["period"]) == ("key", 1_000_000, "daily")
+
+    client = openai.OpenAI(base_url=served.url + "/v1", api_key=key["key"], max_retries=0)
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], max_tokens=10)
+    [listed] = _cli(tmp_path, env, "budgets", "list", "--key", key["id"], "--json")
+    assert 0 < listed["spent_micros"] < 1_000_000
+    assert listed["reserved_micros"] == 0
+
+    lowered = _cli(tmp_path, env, "budgets", "update", budget["id"], "--limit", "0.000001", "--json")
+    assert isinstance(lowered, dict)
+    assert lowered["limit_micros"] == 1
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.code == "key_budget_exceeded"
+
+    limit = _cli(tmp_path, env, "limits", "set", "--user", "carl", "--rpm", "10", "--concurrent", "2", "--json")
+    assert isinstance(limit, dict)
+    assert (limit["rpm"], limit["concurrent"], limit["tpm"]) == (10, 2, None)
+    assert [row["id"] for row in _cli(tmp_path, env, "limits", "list", "--json")] == [limit["id"]]
+    bad = subprocess.run(
+        [TOLLGATE, "budgets", "create", "--key", key["id"], "--user", "carl", "--limit", "1"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2

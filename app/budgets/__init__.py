@@ -1,0 +1,1 @@
+"""Budget administration: spend limits on keys, users and teams, per calendar period."""

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from app.api_keys.dependencies import AdminPrincipal
+from app.budgets import service
+from app.budgets.schemas import Budget, BudgetCreate, BudgetUpdate, Scope
+from app.db import SessionDep
+from app.kit.db_types import utcnow
+from app.kit.schemas import ListResponse
+
+router = APIRouter(prefix="/admin/budgets", tags=["admin: budgets"])
+
+
+@router.post("", status_code=201, response_model=Budget)
+async def create_budget(data: BudgetCreate, request: Request, session: SessionDep, _: AdminPrincipal) -> Budget:
+    budget = await service.create_budget(session, data, request.app.state.settings.spend.budget_timezone)
+    return Budget.of(budget, utcnow())
+
+
+@router.get("", response_model=ListResponse[Budget])
+async def list_budgets(
+    session: SessionDep, _: AdminPrincipal, scope: Scope | None = None, scope_id: str | None = None
+) -> ListResponse[Budget]:
+    now = utcnow()
+    return ListResponse(data=[Budget.of(b, now) for b in await service.list_budgets(session, scope, scope_id)])
+
+
+@router.get("/{budget_id}", response_model=Budget)
+async def get_budget(budget_id: str, session: SessionDep, _: AdminPrincipal) -> Budget:
+    return Budget.of(await service.get_budget(session, budget_id), utcnow())
+
+
+@router.patch("/{budget_id}", response_model=Budget)
+async def update_budget(budget_id: str, data: BudgetUpdate, session: SessionDep, _: AdminPrincipal) -> Budget:
+    return Budget.of(await service.update_budget(session, budget_id, data), utcnow())
+
+
+@router.delete("/{budget_id}", status_code=204)
+async def delete_budget(budget_id: str, session: SessionDep, _: AdminPrincipal) -> Response:
+    await service.delete_budget(session, budget_id)
+    return Response(status_code=204)

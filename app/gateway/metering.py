@@ -1,0 +1,69 @@
+"""Admission and settlement around one upstream call: rate limits, then the budget reservation;
+afterwards the settlement and the release of the concurrency slot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from app.api_keys.schemas import Principal
+from app.errors import RateLimited
+from app.ratelimits.limiter import Limit, RateLimiter
+from app.ratelimits.service import LimitsCache
+from app.spend.service import Estimate, Reservation, SpendService
+from app.usage.service import Settlement
+
+_WHAT = {
+    "requests": "too many requests per minute",
+    "tokens": "too many tokens per minute",
+    "concurrency": "too many requests in flight",
+}
+
+
+@dataclass(slots=True)
+class Admission:
+    principal: Principal
+    reservation: Reservation
+    limits: list[Limit] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Meter:
+    def __init__(self, spend: SpendService, limiter: RateLimiter, limits: LimitsCache) -> None:
+        self.spend = spend
+        self.limiter = limiter
+        self.limits = limits
+
+    async def admit(self, principal: Principal, request_id: str, estimate: Estimate) -> Admission:
+        limits = await self.limits.for_principal(principal)
+        headers: dict[str, str] = {}
+        if limits:
+            decision = await self.limiter.acquire(request_id, limits, self._tokens(estimate))
+            if not decision.allowed:
+                error = RateLimited(
+                    f"Rate limit reached for this {decision.scope}: {_WHAT[decision.reason or 'requests']}. "
+                    f"Retry after {decision.retry_after_s} s.",
+                    headers=decision.headers,
+                )
+                error.type = "tokens" if decision.reason == "tokens" else "requests"
+                raise error
+            headers = decision.headers
+        try:
+            reservation = await self.spend.reserve(principal, request_id, estimate)
+        except BaseException:
+            await self.limiter.release(request_id, limits)
+            raise
+        return Admission(principal, reservation, limits, headers)
+
+    async def finish(self, admission: Admission, settlement: Settlement) -> None:
+        try:
+            await self.spend.settle(admission.principal, admission.reservation, settlement)
+        finally:
+            if admission.limits:
+                await self.limiter.release(admission.reservation.request_id, admission.limits)
+
+    def _tokens(self, estimate: Estimate) -> int:
+        """What TPM counts: the prompt plus the most the answer may be, as OpenAI counts it."""
+        if not estimate.has_output:
+            return estimate.prompt_tokens
+        cap = estimate.requested_cap or self.spend.settings.default_max_output_tokens
+        return estimate.prompt_tokens + cap * estimate.choices

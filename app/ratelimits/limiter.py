@@ -1,0 +1,355 @@
+"""Rate limits per scope (a key, a user, a team): requests and tokens per minute, and requests in flight.
+
+Windows are fixed and clock-aligned (``floor(now / 60)``), so every replica agrees on the current window
+without coordinating and a finished window's counters can simply expire. A request is checked against
+every limit that applies to it, all or nothing: a refusal anywhere counts nothing anywhere, so a client
+that keeps hitting one limit does not burn its allowance under the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+log = logging.getLogger("tollgate.ratelimits")
+
+WINDOW_S = 60
+# A window key outlives its window by another full window, so a replica whose clock lags still finds it.
+_WINDOW_KEY_TTL_S = 2 * WINDOW_S
+_WARN_EVERY_S = 10.0
+# Builtin TimeoutError is what asyncio.timeout raises; OSError covers DNS and socket failures.
+_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, TimeoutError, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    scope: str  # "key" | "user" | "team"
+    scope_id: str
+    rpm: int | None = None
+    tpm: int | None = None
+    concurrent: int | None = None
+
+
+@dataclass(slots=True)
+class Decision:
+    allowed: bool
+    headers: dict[str, str]  # OpenAI-style; empty when no rpm or tpm applies
+    retry_after_s: int | None = None
+    reason: str | None = None  # "requests" | "tokens" | "concurrency" when refused
+    scope: str | None = None  # the scope whose limit refused
+
+
+class RateLimiter(Protocol):
+    async def acquire(self, request_id: str, limits: Sequence[Limit], tokens: int) -> Decision: ...
+
+    async def release(self, request_id: str, limits: Sequence[Limit]) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+# (reason, index of the refusing limit); None when every limit allows the request.
+Refusal = tuple[str, int] | None
+
+
+def _scope_name(limit: Limit) -> str:
+    return f"{limit.scope}:{limit.scope_id}"
+
+
+def _check_tokens(tokens: int) -> None:
+    if tokens < 0:
+        raise ValueError(f"tokens must be >= 0, got {tokens}")
+
+
+def _window_refusal(limit: Limit, used_requests: int, used_tokens: int, tokens: int) -> str | None:
+    if limit.rpm is not None and used_requests + 1 > limit.rpm:
+        return "requests"
+    if limit.tpm is not None and used_tokens + tokens > limit.tpm:
+        return "tokens"
+    return None
+
+
+def format_reset(seconds: int) -> str:
+    """OpenAI's reset format: "59s", "1m0s"."""
+    minutes, rest = divmod(seconds, 60)
+    return f"{minutes}m{rest}s" if minutes else f"{rest}s"
+
+
+def _add_headers(headers: dict[str, str], kind: str, limit_and_used: list[tuple[int, int]], reset: str) -> None:
+    if not limit_and_used:
+        return
+    limit, used = min(limit_and_used, key=lambda pair: pair[0] - pair[1])
+    headers[f"x-ratelimit-limit-{kind}"] = str(limit)
+    headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, limit - used))
+    headers[f"x-ratelimit-reset-{kind}"] = reset
+
+
+def decide(
+    limits: Sequence[Limit], used: Sequence[tuple[int, int]], tokens: int, now: float, refusal: Refusal
+) -> Decision:
+    """The decision and its headers, given each limit's (requests, tokens) already used in this window."""
+    window_end = (math.floor(now / WINDOW_S) + 1) * WINDOW_S
+    reset_s = max(1, math.ceil(window_end - now))
+    reset = format_reset(reset_s)
+    # Remaining counts are after this request; a refused request took nothing.
+    taken = 0 if refusal else 1
+    pairs = list(zip(limits, used, strict=True))
+    headers: dict[str, str] = {}
+    _add_headers(headers, "requests", [(lim.rpm, r + taken) for lim, (r, _) in pairs if lim.rpm is not None], reset)
+    _add_headers(
+        headers, "tokens", [(lim.tpm, t + taken * tokens) for lim, (_, t) in pairs if lim.tpm is not None], reset
+    )
+    if refusal is None:
+        return Decision(allowed=True, headers=headers)
+    reason, index = refusal
+    # A slot frees whenever a request finishes, not at the window's end, so retry soon.
+    retry_after = 1 if reason == "concurrency" else reset_s
+    headers["retry-after"] = str(retry_after)
+    return Decision(False, headers, retry_after_s=retry_after, reason=reason, scope=limits[index].scope)
+
+
+class MemoryRateLimiter:
+    """Counters in this process's memory. Single replica only: each replica would grant the full limit.
+
+    Check-then-increment runs without an await in between, which is what makes it atomic under asyncio.
+    """
+
+    def __init__(self, slot_ttl_s: float = 600.0, clock: Callable[[], float] = time.time) -> None:
+        self._slot_ttl_s = slot_ttl_s
+        self._clock = clock
+        self._window: int | None = None
+        self._requests: dict[str, int] = {}
+        self._tokens: dict[str, int] = {}
+        self._slots: dict[str, dict[str, float]] = {}  # scope -> request_id -> expiry
+
+    async def acquire(self, request_id: str, limits: Sequence[Limit], tokens: int) -> Decision:
+        _check_tokens(tokens)
+        now = self._clock()
+        self._roll_window(now)
+        names = [_scope_name(limit) for limit in limits]
+        used = [(self._requests.get(name, 0), self._tokens.get(name, 0)) for name in names]
+        refusal = self._refusal(request_id, limits, names, used, tokens, now)
+        if refusal is None:
+            for limit, name in zip(limits, names, strict=True):
+                if limit.rpm is not None:
+                    self._requests[name] = self._requests.get(name, 0) + 1
+                if limit.tpm is not None:
+                    self._tokens[name] = self._tokens.get(name, 0) + tokens
+                if limit.concurrent is not None:
+                    self._slots.setdefault(name, {})[request_id] = now + self._slot_ttl_s
+        return decide(limits, used, tokens, now, refusal)
+
+    async def release(self, request_id: str, limits: Sequence[Limit]) -> None:
+        for limit in limits:
+            name = _scope_name(limit)
+            slots = self._slots.get(name)
+            if slots is not None:
+                slots.pop(request_id, None)
+                if not slots:
+                    del self._slots[name]
+
+    async def aclose(self) -> None:
+        return None
+
+    def _refusal(
+        self,
+        request_id: str,
+        limits: Sequence[Limit],
+        names: list[str],
+        used: list[tuple[int, int]],
+        tokens: int,
+        now: float,
+    ) -> Refusal:
+        for index, limit in enumerate(limits):
+            reason = _window_refusal(limit, *used[index], tokens)
+            if reason is None and limit.concurrent is not None:
+                slots = self._live_slots(names[index], now)
+                # A request that already holds a slot (a retried acquire) does not need a second one.
+                if request_id not in slots and len(slots) >= limit.concurrent:
+                    reason = "concurrency"
+            if reason is not None:
+                return reason, index
+        return None
+
+    def _live_slots(self, name: str, now: float) -> dict[str, float]:
+        slots = self._slots.get(name, {})
+        for request_id in [rid for rid, expiry in slots.items() if expiry <= now]:
+            del slots[request_id]
+        if not slots:
+            self._slots.pop(name, None)
+        return slots
+
+    def _roll_window(self, now: float) -> None:
+        window = math.floor(now / WINDOW_S)
+        if window == self._window:
+            return
+        # Only the current window is ever read, so older ones go; the once-a-minute sweep of slots keeps
+        # scopes that are never touched again from holding expired slots forever.
+        self._window = window
+        self._requests.clear()
+        self._tokens.clear()
+        for name in list(self._slots):
+            self._live_slots(name, now)
+
+
+# Reads every counter and checks every limit before writing anything, so one refusal counts nothing.
+# KEYS: per limit, three keys: its requests window, its tokens window, its slot set.
+# ARGV: now, tokens, request_id, slot expiry, window key ttl, slot set ttl,
+#       then per limit: rpm, tpm, concurrent (-1 where the limit does not apply).
+# Reply: {reason (0 allowed, 1 requests, 2 tokens, 3 concurrency), 1-based index of the refusing limit,
+#         then per limit: requests used, tokens used (both before this request)}.
+_ACQUIRE_LUA = """
+local now, tokens, member = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local n = #KEYS / 3
+local reply = {0, 0}
+for i = 1, n do
+  local k, a = (i - 1) * 3, 6 + (i - 1) * 3
+  local rpm, tpm, cap = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  local requests = tonumber(redis.call('GET', KEYS[k + 1]) or '0')
+  local used = tonumber(redis.call('GET', KEYS[k + 2]) or '0')
+  reply[2 * i + 1], reply[2 * i + 2] = requests, used
+  local reason = 0
+  if rpm >= 0 and requests + 1 > rpm then
+    reason = 1
+  elseif tpm >= 0 and used + tokens > tpm then
+    reason = 2
+  elseif cap >= 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[k + 3], '-inf', now)
+    if not redis.call('ZSCORE', KEYS[k + 3], member) and redis.call('ZCARD', KEYS[k + 3]) >= cap then
+      reason = 3
+    end
+  end
+  if reason > 0 and reply[1] == 0 then
+    reply[1], reply[2] = reason, i
+  end
+end
+if reply[1] > 0 then
+  return reply
+end
+for i = 1, n do
+  local k, a = (i - 1) * 3, 6 + (i - 1) * 3
+  if tonumber(ARGV[a + 1]) >= 0 then
+    redis.call('INCR', KEYS[k + 1])
+    redis.call('EXPIRE', KEYS[k + 1], ARGV[5])
+  end
+  if tonumber(ARGV[a + 2]) >= 0 then
+    redis.call('INCRBY', KEYS[k + 2], ARGV[2])
+    redis.call('EXPIRE', KEYS[k + 2], ARGV[5])
+  end
+  if tonumber(ARGV[a + 3]) >= 0 then
+    redis.call('ZADD', KEYS[k + 3], ARGV[4], member)
+    redis.call('EXPIRE', KEYS[k + 3], ARGV[6])
+  end
+end
+return reply
+"""
+_REASONS = {1: "requests", 2: "tokens", 3: "concurrency"}
+
+
+def _arg(value: int | None) -> int:
+    return -1 if value is None else value
+
+
+class RedisRateLimiter:
+    """Counters shared by every replica through Redis: one script call per acquire does all the checks
+    and then all the increments atomically.
+
+    Fails open: when Redis cannot be reached, requests are let through (budgets still apply elsewhere)
+    and ``failures`` counts how often that happened, for acquire and release alike.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        slot_ttl_s: float = 600.0,
+        timeout_s: float = 0.25,
+        clock: Callable[[], float] = time.time,
+        key_prefix: str = "tollgate:rl:",
+    ) -> None:
+        # No retries: a timed-out script may already have counted, and the deadline is what matters here.
+        pool = ConnectionPool.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0)
+        )
+        self._redis = Redis.from_pool(pool)
+        self._acquire_script = self._redis.register_script(_ACQUIRE_LUA)
+        self._slot_ttl_s = slot_ttl_s
+        self._timeout_s = timeout_s
+        self._clock = clock
+        self._prefix = key_prefix
+        self._last_warning = -math.inf
+        self.failures = 0
+
+    async def acquire(self, request_id: str, limits: Sequence[Limit], tokens: int) -> Decision:
+        _check_tokens(tokens)
+        if not limits:
+            return Decision(allowed=True, headers={})
+        now = self._clock()
+        window = math.floor(now / WINDOW_S)
+        keys: list[str] = []
+        args: list[str | int | float] = [
+            now,
+            tokens,
+            request_id,
+            now + self._slot_ttl_s,
+            _WINDOW_KEY_TTL_S,
+            math.ceil(self._slot_ttl_s) + WINDOW_S,  # the set outlives its last slot, then goes
+        ]
+        for limit in limits:
+            base = self._prefix + _scope_name(limit)
+            keys += [f"{base}:rpm:{window}", f"{base}:tpm:{window}", f"{base}:slots"]
+            args += [_arg(limit.rpm), _arg(limit.tpm), _arg(limit.concurrent)]
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                reply = await self._acquire_script(keys=keys, args=args)
+        except _REDIS_DOWN as exc:
+            self._failed("acquire", exc)
+            return Decision(allowed=True, headers={})
+        code, index, *flat = (int(x) for x in reply)
+        used = list(zip(flat[0::2], flat[1::2], strict=True))
+        refusal = (_REASONS[code], index - 1) if code else None
+        return decide(limits, used, tokens, now, refusal)
+
+    async def release(self, request_id: str, limits: Sequence[Limit]) -> None:
+        slot_keys = [f"{self._prefix}{_scope_name(lim)}:slots" for lim in limits if lim.concurrent is not None]
+        if not slot_keys:
+            return
+        try:
+            async with asyncio.timeout(self._timeout_s), self._redis.pipeline(transaction=False) as pipe:
+                for key in slot_keys:
+                    pipe.zrem(key, request_id)
+                await pipe.execute()
+        except _REDIS_DOWN as exc:
+            self._failed("release", exc)
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+    def _failed(self, operation: str, exc: BaseException) -> None:
+        self.failures += 1
+        # Real time, not the injected clock: this throttles log lines, it is not a rate limit.
+        now = time.monotonic()
+        if now - self._last_warning >= _WARN_EVERY_S:
+            self._last_warning = now
+            log.warning(
+                "rate limiting is failing open: Redis %s failed (%d failures so far): %r",
+                operation,
+                self.failures,
+                exc,
+            )
+
+
+def create_rate_limiter(redis_url: str | None, slot_ttl_s: float = 600.0, timeout_s: float = 1.0) -> RateLimiter:
+    """Redis when a URL is configured (needed with more than one replica), else process memory."""
+    if redis_url:
+        return RedisRateLimiter(redis_url, slot_ttl_s=slot_ttl_s, timeout_s=timeout_s)
+    return MemoryRateLimiter(slot_ttl_s=slot_ttl_s)

@@ -1,0 +1,76 @@
+"""Rate-limit configuration, and the per-process cache the hot path reads it from."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.api_keys.schemas import Principal
+from app.api_keys.service import resolve_scope_id
+from app.db import DB_ERRORS
+from app.errors import NotFound
+from app.kit.crypto import new_id
+from app.models import RateLimit
+from app.ratelimits.limiter import Limit
+from app.ratelimits.repository import RateLimitRepository
+from app.ratelimits.schemas import RateLimitSet
+
+log = logging.getLogger("tollgate.ratelimits")
+
+
+async def set_limits(session: AsyncSession, data: RateLimitSet) -> RateLimit:
+    scope_id = await resolve_scope_id(session, data.scope, data.scope_id)
+    repo = RateLimitRepository(session)
+    row = await repo.find(data.scope, scope_id)
+    if row is None:
+        row = await repo.create(RateLimit(id=new_id("rl"), scope=data.scope, scope_id=scope_id))
+    row.rpm, row.tpm, row.concurrent = data.rpm, data.tpm, data.concurrent
+    await session.flush()
+    return row
+
+
+async def list_limits(session: AsyncSession, scope: str | None = None) -> Sequence[RateLimit]:
+    return await RateLimitRepository(session).list_limits(scope)
+
+
+async def delete_limits(session: AsyncSession, limit_id: str) -> None:
+    repo = RateLimitRepository(session)
+    row = await repo.get_by_id(limit_id)
+    if row is None:
+        raise NotFound(f"No rate limit '{limit_id}'.", code="rate_limit_not_found")
+    await session.delete(row)
+    await session.flush()
+
+
+class LimitsCache:
+    """Limits change rarely and are read on every request: each replica keeps them for a
+    second, the same bound the auth cache puts on a revocation."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], ttl_s: float) -> None:
+        self._sessionmaker = sessionmaker
+        self._ttl = ttl_s
+        self._cache: dict[tuple[str, str, str | None], tuple[float, list[Limit]]] = {}
+
+    async def for_principal(self, p: Principal) -> list[Limit]:
+        cache_key = (p.key_id, p.user_id, p.team_id)
+        hit = self._cache.get(cache_key)
+        if hit is not None and time.monotonic() - hit[0] < self._ttl:
+            return hit[1]
+        try:
+            async with self._sessionmaker() as session:
+                rows = await RateLimitRepository(session).applicable(p.key_id, p.user_id, p.team_id)
+        except DB_ERRORS:
+            # Rate limits may fail open; the budget path fails closed on its own.
+            log.warning("could not load rate limits; serving without them")
+            return hit[1] if hit is not None else []
+        limits = [Limit(r.scope, r.scope_id, r.rpm, r.tpm, r.concurrent) for r in rows]
+        if len(self._cache) > 100_000:
+            self._cache.clear()
+        self._cache[cache_key] = (time.monotonic(), limits)
+        return limits
+
+    def invalidate(self) -> None:
+        self._cache.clear()

@@ -1,0 +1,1 @@
+"""Budgets and the money path: reserve before the upstream call, settle after it, reap leases."""

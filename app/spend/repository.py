@@ -1,0 +1,128 @@
+"""All SQL that touches budgets and leases. The money columns only ever move through the
+conditional UPDATEs here, each a single atomic statement."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, and_, case, delete, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from app.kit.repository import RepositoryBase
+from app.models import Budget, BudgetLease, UsageRecord
+
+
+def _spent_in(period_start: datetime) -> ColumnElement[int]:
+    """What the budget has spent in the period starting at ``period_start``: a row still on an
+    older period counts as zero, which is how periods roll over without a background job."""
+    return case((Budget.period_start < period_start, 0), else_=Budget.spent_micros)
+
+
+class BudgetRepository(RepositoryBase[Budget]):
+    model = Budget
+
+    async def applicable(
+        self, key_id: str, user_id: str, team_id: str | None, *, lock: bool = False
+    ) -> Sequence[Budget]:
+        """Ordered by id: every transaction locks budget rows in the same order, so two requests
+        sharing budgets can never deadlock. Locked rows give the output cap a current view."""
+        scopes = [and_(Budget.scope == "key", Budget.scope_id == key_id)]
+        scopes.append(and_(Budget.scope == "user", Budget.scope_id == user_id))
+        if team_id is not None:
+            scopes.append(and_(Budget.scope == "team", Budget.scope_id == team_id))
+        statement = select(Budget).where(or_(*scopes)).order_by(Budget.id)
+        if lock:
+            statement = statement.with_for_update()
+        return await self.get_all(statement)
+
+    async def list_budgets(self, scope: str | None, scope_id: str | None) -> Sequence[Budget]:
+        statement = select(Budget).order_by(Budget.scope, Budget.scope_id, Budget.period)
+        if scope is not None:
+            statement = statement.where(Budget.scope == scope)
+        if scope_id is not None:
+            statement = statement.where(Budget.scope_id == scope_id)
+        return await self.get_all(statement)
+
+    async def find(self, scope: str, scope_id: str, period: str) -> Budget | None:
+        statement = select(Budget).where(Budget.scope == scope, Budget.scope_id == scope_id, Budget.period == period)
+        return await self.get_one_or_none(statement)
+
+    async def try_reserve(self, budget_id: str, amount: int, period_start: datetime) -> bool:
+        """``spent + reserved + amount <= limit`` checked and applied in one statement: no
+        check-then-write window, and PostgreSQL re-checks the condition on a concurrently
+        updated row before applying it."""
+        spent = _spent_in(period_start)
+        statement = (
+            update(Budget)
+            .where(Budget.id == budget_id)
+            .where(spent + Budget.reserved_micros + amount <= Budget.limit_micros)
+            .values(
+                spent_micros=spent,
+                period_start=case((Budget.period_start < period_start, period_start), else_=Budget.period_start),
+                reserved_micros=Budget.reserved_micros + amount,
+            )
+            .returning(Budget.id)
+            .execution_options(synchronize_session=False)
+        )
+        return (await self.session.execute(statement)).first() is not None
+
+    async def charge(self, budget_id: str, reserved: int, actual: int, period_start: datetime) -> None:
+        """Turns a reservation into a charge: reserved -= reserved, spent += actual."""
+        spent = _spent_in(period_start)
+        statement = (
+            update(Budget)
+            .where(Budget.id == budget_id)
+            .values(
+                spent_micros=spent + actual,
+                period_start=case((Budget.period_start < period_start, period_start), else_=Budget.period_start),
+                reserved_micros=case((Budget.reserved_micros >= reserved, Budget.reserved_micros - reserved), else_=0),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        await self.session.execute(statement)
+
+
+class LeaseRepository(RepositoryBase[BudgetLease]):
+    model = BudgetLease
+
+    async def take(self, request_id: str) -> BudgetLease | None:
+        """Deletes and returns the lease: whoever takes it (settlement or reaper) owns it, once."""
+        statement = delete(BudgetLease).where(BudgetLease.request_id == request_id).returning(BudgetLease)
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def expired(self, now: datetime, limit: int) -> Sequence[BudgetLease]:
+        statement = (
+            select(BudgetLease)
+            .where(BudgetLease.expires_at < now)
+            .order_by(BudgetLease.expires_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return await self.get_all(statement)
+
+    async def extend(self, request_ids: Sequence[str], expires_at: datetime) -> None:
+        statement = (
+            update(BudgetLease)
+            .where(BudgetLease.request_id.in_(request_ids))
+            .values(expires_at=expires_at)
+            .execution_options(synchronize_session=False)
+        )
+        await self.session.execute(statement)
+
+    async def delete(self, lease: BudgetLease) -> None:
+        await self.session.delete(lease)
+
+    async def count(self) -> int:
+        return len((await self.session.execute(select(BudgetLease.request_id))).all())
+
+
+class LedgerWriter(RepositoryBase[UsageRecord]):
+    model = UsageRecord
+
+    async def insert_once(self, values: dict[str, object]) -> None:
+        """A retried settlement, or one racing the reaper, must not write a second row."""
+        insert = pg_insert if self.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        statement = insert(UsageRecord).values(**values).on_conflict_do_nothing(index_elements=["request_id"])
+        await self.session.execute(statement)

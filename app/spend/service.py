@@ -1,0 +1,251 @@
+"""The money path. This is the only code that moves budget counters.
+
+reserve():  worst-case cost on every applicable budget, one transaction, fixed lock order,
+            plus a lease row; refused (429) if any budget cannot take it.
+settle():   one transaction: take the lease, charge actual cost, write the ledger row.
+reap_once(): expired leases (crashed or unreachable settlers) are charged at the reserved
+            amount and marked estimated, so a crash never under-bills nor locks a budget.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.api_keys.schemas import Principal
+from app.config import SpendSettings
+from app.db import DB_ERRORS
+from app.errors import BudgetExceeded, ServiceUnavailable
+from app.kit.db_types import utcnow
+from app.kit.periods import period_bounds
+from app.models import Budget, BudgetLease
+from app.models import usage_record as ledger
+from app.spend.repository import BudgetRepository, LeaseRepository, LedgerWriter
+from app.usage.pricing import PriceBook, TokenUsage
+from app.usage.service import Settlement, record_values
+
+log = logging.getLogger("tollgate.spend")
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetRef:
+    id: str
+    scope: str
+    period: str
+    timezone: str
+
+    def period_start(self, now: datetime) -> datetime:
+        return period_bounds(self.period, self.timezone, now)[0]
+
+
+@dataclass(slots=True)
+class Reservation:
+    request_id: str
+    budgets: list[BudgetRef] = field(default_factory=list)
+    amount: int = 0
+    # The output cap upstream must enforce; None when no budget applies (nothing to enforce).
+    output_cap: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    model: str
+    endpoint: str
+    prompt_tokens: int
+    requested_cap: int | None  # the client's own max tokens, if it set one
+    choices: int = 1
+    has_output: bool = True
+
+
+class SpendService:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], prices: PriceBook, settings: SpendSettings
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.prices = prices
+        self.settings = settings
+        self.in_flight: set[str] = set()
+
+    async def reserve(self, principal: Principal, request_id: str, estimate: Estimate) -> Reservation:
+        try:
+            async with self.sessionmaker() as session:
+                reservation = await self._reserve(session, principal, request_id, estimate)
+                await session.commit()
+        except DB_ERRORS as exc:
+            log.error("cannot confirm a reservation: %s", type(exc).__name__)
+            raise ServiceUnavailable(
+                "Tollgate cannot confirm your budget right now, so the request was not sent. Retry shortly."
+            ) from exc
+        if reservation.budgets:
+            self.in_flight.add(request_id)
+        return reservation
+
+    async def _reserve(
+        self, session: AsyncSession, principal: Principal, request_id: str, estimate: Estimate
+    ) -> Reservation:
+        repo = BudgetRepository(session)
+        budgets = await repo.applicable(principal.key_id, principal.user_id, principal.team_id, lock=True)
+        if not budgets:
+            return Reservation(request_id)
+        now = utcnow()
+        cap = self._output_cap(estimate, budgets, now)
+        amount = self._worst_case(estimate, cap)
+        refs = [BudgetRef(b.id, b.scope, b.period, b.timezone) for b in budgets]
+        for budget, ref in zip(budgets, refs, strict=True):
+            if not await repo.try_reserve(budget.id, amount, ref.period_start(now)):
+                await session.rollback()
+                raise _exceeded(budget, now)
+        session.add(_lease(principal, request_id, estimate, refs, amount, cap, now, self.settings.lease_ttl_s))
+        return Reservation(request_id, refs, amount, cap if estimate.has_output else None)
+
+    def _worst_case(self, estimate: Estimate, cap: int) -> int:
+        # No cache discount: the reservation must cover the most the call can cost.
+        completion = cap * estimate.choices if estimate.has_output else 0
+        return self.prices.cost_micros(estimate.model, TokenUsage(prompt=estimate.prompt_tokens, completion=completion))
+
+    def _output_cap(self, estimate: Estimate, budgets: Sequence[Budget], now: datetime) -> int:
+        """The largest output cap that is allowed and affordable on every budget."""
+        if not estimate.has_output:
+            if self._worst_case(estimate, 0) > _headroom(budgets, now):
+                raise _exceeded(_tightest(budgets, now), now)
+            return 0
+        ceiling = estimate.requested_cap or min(
+            self.settings.default_max_output_tokens,
+            self.settings.model_max_output_tokens.get(estimate.model, self.settings.default_max_output_tokens),
+        )
+        headroom = _headroom(budgets, now)
+        low, high = 0, ceiling  # binary search: prices may be tiered, so no closed form
+        while low < high:
+            mid = (low + high + 1) // 2
+            if self._worst_case(estimate, mid) <= headroom:
+                low = mid
+            else:
+                high = mid - 1
+        if low < self.settings.min_output_tokens:
+            raise _exceeded(_tightest(budgets, now), now)
+        return low
+
+    async def settle(self, principal: Principal, reservation: Reservation, settlement: Settlement) -> None:
+        """One transaction; idempotent. If it cannot run, the lease stays and the reaper charges it."""
+        self.in_flight.discard(reservation.request_id)
+        values = record_values(principal.key_id, principal.user_id, principal.team_id, settlement)
+        try:
+            async with self.sessionmaker() as session:
+                if reservation.budgets:
+                    lease = await LeaseRepository(session).take(reservation.request_id)
+                    if lease is not None:
+                        await self._charge(session, reservation.budgets, lease.amount_micros, settlement.cost_micros)
+                        if settlement.cost_micros > lease.amount_micros:
+                            log.warning("actual cost exceeded the reservation", extra={"model": settlement.model})
+                await LedgerWriter(session).insert_once(values)
+                await session.commit()
+        except DB_ERRORS as exc:
+            log.error("settlement failed, the reaper will charge the lease: %s", type(exc).__name__)
+
+    async def _charge(self, session: AsyncSession, refs: Sequence[BudgetRef], reserved: int, actual: int) -> None:
+        repo = BudgetRepository(session)
+        now = utcnow()
+        for ref in sorted(refs, key=lambda r: r.id):
+            await repo.charge(ref.id, reserved, actual, ref.period_start(now))
+
+    async def reap_once(self, batch: int = 100) -> int:
+        """Charges expired leases at their reserved amount. Safe on every replica at once:
+        rows are claimed with SKIP LOCKED, and a lease is taken by whoever deletes it."""
+        async with self.sessionmaker() as session:
+            leases = await LeaseRepository(session).expired(utcnow(), batch)
+            for lease in leases:
+                budgets = await BudgetRepository(session).get_all(
+                    BudgetRepository(session).select().where(Budget.id.in_(lease.budget_ids))
+                )
+                refs = [BudgetRef(b.id, b.scope, b.period, b.timezone) for b in budgets]
+                await self._charge(session, refs, lease.amount_micros, lease.amount_micros)
+                await LedgerWriter(session).insert_once(_reaped_values(lease))
+                await LeaseRepository(session).delete(lease)
+            await session.commit()
+        if leases:
+            log.warning("reaped %d expired leases", len(leases))
+        return len(leases)
+
+    async def heartbeat_once(self) -> None:
+        if not self.in_flight:
+            return
+        async with self.sessionmaker() as session:
+            expires = utcnow() + timedelta(seconds=self.settings.lease_ttl_s)
+            await LeaseRepository(session).extend(sorted(self.in_flight), expires)
+            await session.commit()
+
+    async def budgets_of(self, principal: Principal) -> Sequence[Budget]:
+        async with self.sessionmaker() as session:
+            return await BudgetRepository(session).applicable(principal.key_id, principal.user_id, principal.team_id)
+
+
+def _headroom(budgets: Sequence[Budget], now: datetime) -> int:
+    return min(_remaining(b, now) for b in budgets)
+
+
+def _remaining(budget: Budget, now: datetime) -> int:
+    start = period_bounds(budget.period, budget.timezone, now)[0]
+    spent = budget.spent_micros if budget.period_start >= start else 0
+    return max(budget.limit_micros - spent - budget.reserved_micros, 0)
+
+
+def _tightest(budgets: Sequence[Budget], now: datetime) -> Budget:
+    return min(budgets, key=lambda b: _remaining(b, now))
+
+
+def _exceeded(budget: Budget, now: datetime) -> BudgetExceeded:
+    end = period_bounds(budget.period, budget.timezone, now)[1]
+    resets = f"It resets at {end.isoformat()}." if end else "It is a lifetime budget and does not reset."
+    headers = {"x-should-retry": "false", "x-tollgate-budget-id": budget.id}
+    if end is not None:
+        headers["x-tollgate-budget-resets-at"] = end.isoformat()
+    return BudgetExceeded(
+        f"This request would exceed the {budget.period} {budget.scope} budget ({budget.id}). {resets}",
+        code=f"{budget.scope}_budget_exceeded",
+        headers=headers,
+    )
+
+
+def _lease(
+    principal: Principal,
+    request_id: str,
+    estimate: Estimate,
+    refs: Sequence[BudgetRef],
+    amount: int,
+    cap: int,
+    now: datetime,
+    ttl_s: float,
+) -> BudgetLease:
+    return BudgetLease(
+        request_id=request_id,
+        budget_ids=[r.id for r in refs],
+        amount_micros=amount,
+        api_key_id=principal.key_id,
+        user_id=principal.user_id,
+        team_id=principal.team_id,
+        endpoint=estimate.endpoint,
+        model=estimate.model,
+        prompt_tokens=estimate.prompt_tokens,
+        output_cap=cap * estimate.choices,
+        expires_at=now + timedelta(seconds=ttl_s),
+        created_at=now,
+    )
+
+
+def _reaped_values(lease: BudgetLease) -> dict[str, object]:
+    settlement = Settlement(
+        request_id=lease.request_id,
+        endpoint=lease.endpoint,
+        model=lease.model,
+        tokens=TokenUsage(prompt=lease.prompt_tokens, completion=lease.output_cap),
+        cost_micros=lease.amount_micros,
+        status=ledger.STATUS_LEASE_EXPIRED,
+        http_status=0,
+        latency_ms=int((utcnow() - lease.created_at).total_seconds() * 1000),
+        usage_source=ledger.SOURCE_ESTIMATED,
+    )
+    return record_values(lease.api_key_id, lease.user_id, lease.team_id, settlement)

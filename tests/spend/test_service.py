@@ -1,0 +1,104 @@
+"""Settlement is idempotent and races with the reaper are harmless."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from app.api_keys.schemas import Principal
+from app.config import SpendSettings
+from app.kit.crypto import new_id
+from app.kit.db_types import utcnow
+from app.kit.periods import EPOCH
+from app.models import Budget, BudgetLease
+from app.spend.service import Estimate, SpendService
+from app.usage.pricing import PriceBook, TokenUsage
+from app.usage.service import Settlement
+from tests.fixtures.servers import PRICED, PRICED_MODEL, usage_rows
+
+
+@pytest.fixture
+async def spend(engine: AsyncEngine) -> SpendService:
+    sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+    return SpendService(sessionmaker, PriceBook({PRICED_MODEL: PRICED}), SpendSettings())
+
+
+async def _principal_with_budget(spend: SpendService) -> tuple[Principal, str]:
+    """A key-scoped lifetime budget of $1 for a principal that exists only in this test."""
+    principal = Principal(new_id("key"), "", new_id("user"), "u", None, "member", None, None)
+    budget = Budget(
+        id=new_id("budget"),
+        scope="key",
+        scope_id=principal.key_id,
+        period="lifetime",
+        timezone="UTC",
+        limit_micros=1_000_000,
+        spent_micros=0,
+        reserved_micros=0,
+        period_start=EPOCH,
+    )
+    async with spend.sessionmaker.begin() as session:
+        session.add(budget)
+    return principal, budget.id
+
+
+def _settlement(request_id: str, cost: int) -> Settlement:
+    return Settlement(
+        request_id, "chat.completions", PRICED_MODEL, TokenUsage(10, 0, 5, 0), cost, "ok", 200, 1, "upstream"
+    )
+
+
+async def _budget(spend: SpendService, budget_id: str) -> Budget:
+    async with spend.sessionmaker() as session:
+        budget = await session.get(Budget, budget_id)
+        assert budget is not None
+        return budget
+
+
+async def _expire(spend: SpendService, request_id: str) -> None:
+    """As if the process holding the lease had died a while ago."""
+    async with spend.sessionmaker.begin() as session:
+        await session.execute(
+            update(BudgetLease)
+            .where(BudgetLease.request_id == request_id)
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+
+
+async def test_settling_twice_charges_once(spend: SpendService, engine: AsyncEngine) -> None:
+    principal, budget_id = await _principal_with_budget(spend)
+    reservation = await spend.reserve(principal, new_id("req"), Estimate(PRICED_MODEL, "chat", 10, 100))
+    assert reservation.amount == 10 * 2 + 100 * 8
+    await spend.settle(principal, reservation, _settlement(reservation.request_id, 60))
+    await spend.settle(principal, reservation, _settlement(reservation.request_id, 60))
+    budget = await _budget(spend, budget_id)
+    assert (budget.spent_micros, budget.reserved_micros) == (60, 0)
+    assert len(await usage_rows(engine, principal.key_id)) == 1
+
+
+async def test_late_settlement_after_the_reaper_does_not_double_charge(
+    spend: SpendService, engine: AsyncEngine
+) -> None:
+    principal, budget_id = await _principal_with_budget(spend)
+    reservation = await spend.reserve(principal, new_id("req"), Estimate(PRICED_MODEL, "chat", 10, 100))
+    await _expire(spend, reservation.request_id)
+    assert await spend.reap_once() >= 1
+    await spend.settle(principal, reservation, _settlement(reservation.request_id, 60))
+    budget = await _budget(spend, budget_id)
+    [row] = await usage_rows(engine, principal.key_id)
+    assert (row.status, row.cost_micros) == ("lease_expired", reservation.amount)
+    assert (budget.spent_micros, budget.reserved_micros) == (reservation.amount, 0)
+
+
+async def test_heartbeat_keeps_live_leases_from_the_reaper(spend: SpendService) -> None:
+    principal, budget_id = await _principal_with_budget(spend)
+    reservation = await spend.reserve(principal, new_id("req"), Estimate(PRICED_MODEL, "chat", 10, 100))
+    await _expire(spend, reservation.request_id)
+    await spend.heartbeat_once()
+    await spend.reap_once()
+    assert (await _budget(spend, budget_id)).reserved_micros == reservation.amount
+    await spend.settle(principal, reservation, _settlement(reservation.request_id, 0))
+    assert (await _budget(spend, budget_id)).reserved_micros == 0
