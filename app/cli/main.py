@@ -85,3 +85,7 @@ def mock_upstream(
 
 def main() -> None:
     cli()
+
+
+if __name__ == "__main__":
+    main()

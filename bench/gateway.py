@@ -1,0 +1,220 @@
+"""Tollgate's overhead, measured: the same requests sent straight to a fast fake upstream
+(nginx) and through Tollgate, side by side in one run.
+
+    python bench/gateway.py                 # installs nginx and wrk (Debian) if missing
+    python bench/gateway.py --duration 20 --concurrency 1 8 64
+
+Tollgate runs on PostgreSQL with a real key and budget (every request authenticated, reserved,
+settled and written to the ledger), as one worker pinned to CPU 0. wrk and nginx share CPU 1.
+PostgreSQL is not pinned. Prints requests per second and latency percentiles for both, and the
+latency Tollgate adds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+ADMIN_KEY = "tg-bench-admin-" + "0" * 32
+SECRET = "bench-hmac-secret-" + "0" * 32
+SCENARIOS = {
+    "chat": ("/v1/chat/completions", {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}, ""),
+    "chat-stream": (
+        "/v1/chat/completions",
+        {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}], "stream": True},
+        "text/event-stream",
+    ),
+    "embeddings": ("/v1/embeddings", {"model": "text-embedding-3-small", "input": "hello world"}, ""),
+}
+
+
+@dataclass
+class Result:
+    rps: float
+    p50: float
+    p90: float
+    p99: float
+    non2xx: int
+
+
+def ensure_tools() -> None:
+    missing = [tool for tool in ("nginx", "wrk", "taskset") if shutil.which(tool) is None]
+    if missing:
+        print(f"installing {missing} from Debian packages", flush=True)
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        packages = ["nginx-light" if t == "nginx" else ("util-linux" if t == "taskset" else t) for t in missing]
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", *packages],
+            check=True,
+            env=os.environ | {"DEBIAN_FRONTEND": "noninteractive"},
+        )
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_nginx(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    conf = (HERE / "nginx.conf").read_text().replace("__DIR__", str(workdir)).replace("__PORT__", str(port))
+    (workdir / "nginx.conf").write_text(conf)
+    proc = subprocess.Popen(["taskset", "-c", "1", shutil.which("nginx") or "nginx", "-c", str(workdir / "nginx.conf")])
+    wait_http(f"http://127.0.0.1:{port}/v1/models")
+    return proc, port
+
+
+def wait_http(url: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not come up")
+
+
+def tollgate_env(database_url: str, upstream_port: int, port: int) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("TOLLGATE_", "OPENAI_", "DATABASE_", "REDIS_"))}
+    return keep | {
+        "DATABASE_URL": database_url,
+        "TOLLGATE_SECRET_KEY": SECRET,
+        "TOLLGATE_ADMIN_KEY": ADMIN_KEY,
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{upstream_port}/v1",
+        "OPENAI_API_KEY": "sk-bench",
+        "TOLLGATE_PORT": str(port),
+    }
+
+
+def prepare_database(database_url: str, env: dict[str, str]) -> str:
+    """A fresh database, migrated, with one user, a key and a large budget."""
+    admin_url = re.sub(r"/[^/]+$", "/postgres", database_url.replace("+asyncpg", ""))
+    name = database_url.rsplit("/", 1)[1]
+    for sql in (f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"CREATE DATABASE {name}"):
+        subprocess.run(["psql", admin_url, "-qc", sql], check=True)
+    tollgate = [sys.executable, "-m", "app.cli.main"]
+    subprocess.run([*tollgate, "migrate"], check=True, env=env, cwd=HERE.parent, capture_output=True)
+    subprocess.run([*tollgate, "users", "create", "bench"], check=True, env=env, cwd=HERE.parent, capture_output=True)
+    created = subprocess.run(
+        [*tollgate, "keys", "create", "--user", "bench", "--json"],
+        check=True,
+        env=env,
+        cwd=HERE.parent,
+        capture_output=True,
+    )
+    subprocess.run(
+        [*tollgate, "budgets", "create", "--user", "bench", "--limit", "1000000", "--period", "monthly"],
+        check=True,
+        env=env,
+        cwd=HERE.parent,
+        capture_output=True,
+    )
+    return str(json.loads(created.stdout)["key"])
+
+
+def wrk(url: str, body: Path, token: str, accept: str, concurrency: int, duration: int) -> Result:
+    threads = min(concurrency, 2)
+    env = os.environ | {"BENCH_BODY": str(body), "BENCH_TOKEN": token, "BENCH_ACCEPT": accept}
+    out = subprocess.run(
+        [
+            "taskset",
+            "-c",
+            "1",
+            "wrk",
+            f"-t{threads}",
+            f"-c{concurrency}",
+            f"-d{duration}s",
+            "--latency",
+            "-s",
+            str(HERE / "post.lua"),
+            url,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    ).stdout
+    pct = {m[0]: _ms(m[1]) for m in re.findall(r"^\s+(50|90|99)%\s+(\S+)", out, re.M)}
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    non2xx = int(re.search(r"BENCH_NON2XX (\d+)", out).group(1))  # type: ignore[union-attr]
+    return Result(rps, pct["50"], pct["90"], pct["99"], non2xx)
+
+
+def _ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
+    parser.add_argument("--database-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/tollgate_bench")
+    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS))
+    args = parser.parse_args()
+    ensure_tools()
+    workdir = Path(tempfile.mkdtemp(prefix="tollgate-bench-"))
+    nginx, upstream_port = start_nginx(workdir)
+    port = free_port()
+    env = tollgate_env(args.database_url, upstream_port, port)
+    token = prepare_database(args.database_url, env)
+    gateway = subprocess.Popen(
+        ["taskset", "-c", "0", sys.executable, "-m", "app.cli.main", "serve", "--skip-migrations", "--workers", "1"],
+        env=env,
+        cwd=HERE.parent,
+        stdout=(workdir / "tollgate.log").open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        print(
+            f"# {time.strftime('%Y-%m-%d')}: Tollgate pinned to CPU 0 (1 worker), wrk + nginx on CPU 1, "
+            f"PostgreSQL unpinned; {args.duration}s per cell",
+            flush=True,
+        )
+        print(
+            f"{'scenario':<12} {'conc':>4} | {'direct rps':>10} {'p50':>7} {'p90':>7} {'p99':>7} | "
+            f"{'tollgate rps':>12} {'p50':>7} {'p90':>7} {'p99':>7} | {'added p50':>9} {'added p99':>9} {'rps ratio':>9}"
+        )
+        for name in args.scenarios:
+            path, body, accept = SCENARIOS[name]
+            body_file = workdir / f"{name}.json"
+            body_file.write_text(json.dumps(body))
+            for c in args.concurrency:
+                direct = wrk(f"http://127.0.0.1:{upstream_port}{path}", body_file, "sk-bench", accept, c, args.duration)
+                through = wrk(f"http://127.0.0.1:{port}{path}", body_file, token, accept, c, args.duration)
+                if through.non2xx:
+                    print(f"!! {through.non2xx} non-2xx answers from Tollgate; see {workdir / 'tollgate.log'}")
+                print(
+                    f"{name:<12} {c:>4} | {direct.rps:>10.0f} {direct.p50:>7.2f} {direct.p90:>7.2f} {direct.p99:>7.2f} | "
+                    f"{through.rps:>12.0f} {through.p50:>7.2f} {through.p90:>7.2f} {through.p99:>7.2f} | "
+                    f"{through.p50 - direct.p50:>9.2f} {through.p99 - direct.p99:>9.2f} {through.rps / direct.rps:>9.3f}",
+                    flush=True,
+                )
+        print("latencies in ms; 'added' = Tollgate minus direct at the same percentile")
+    finally:
+        gateway.terminate()
+        gateway.wait(10)
+        nginx.terminate()
+        nginx.wait(10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
