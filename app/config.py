@@ -75,7 +75,9 @@ class GatewaySettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
-    workers: int = Field(default=1, ge=1)
+    # None: one per CPU on PostgreSQL with Redis (state is shared), else one (SQLite, or
+    # in-process rate-limit counters, which are exact only within one process).
+    workers: int | None = Field(default=None, ge=1)
     data_dir: Path = Path(".tollgate")
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
@@ -13,8 +14,15 @@ from sqlalchemy.pool import StaticPool
 
 from app.config import DatabaseSettings
 
-# What "the database is unreachable" looks like from here: driver, pool and socket failures.
-DB_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
+# What "the database is unreachable" looks like from here: driver, pool and socket failures
+# (asyncpg's own errors too, for the calls made on the raw driver connection).
+DB_ERRORS = (
+    SQLAlchemyError,
+    OSError,
+    TimeoutError,
+    asyncpg.exceptions.PostgresError,
+    asyncpg.exceptions.InterfaceError,
+)
 
 
 def create_engine(settings: DatabaseSettings) -> AsyncEngine:

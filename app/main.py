@@ -25,6 +25,7 @@ from app.kit.tasks import every
 from app.kit.tokens import encoding_for
 from app.ratelimits.limiter import create_rate_limiter
 from app.ratelimits.service import LimitsCache
+from app.spend.repository import MoneyFunctions
 from app.spend.service import SpendService
 from app.usage.pricing import PriceBook
 
@@ -41,14 +42,16 @@ def create_app(settings: Settings | None = None, upstream_transport: httpx.Async
         if settings.keys.admin_key is not None:
             async with sessionmaker.begin() as session:
                 await ensure_admin(session, secret, settings.keys.admin_key.get_secret_value())
-        # Loading tiktoken's tables takes a moment; pay it at start, not on a request.
+        # tiktoken's tables and the price table take a moment to load; pay it at start, not on a request.
         encoding_for("gpt-4o-mini")
+        prices = PriceBook(settings.gateway.price_overrides)
+        prices.is_priced("gpt-4o-mini")
         app.state.settings = settings
         app.state.sessionmaker = sessionmaker
         app.state.key_secret = secret
         app.state.authenticator = Authenticator(sessionmaker, secret, settings.keys.auth_cache_ttl_s)
-        prices = PriceBook(settings.gateway.price_overrides)
-        spend = SpendService(sessionmaker, prices, settings.spend)
+        functions = MoneyFunctions(engine) if engine.dialect.name == "postgresql" else None
+        spend = SpendService(sessionmaker, prices, settings.spend, functions)
         limiter = create_rate_limiter(
             settings.spend.redis_url,
             slot_ttl_s=settings.upstream.read_timeout_s + 60,

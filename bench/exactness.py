@@ -75,6 +75,7 @@ async def main(args: argparse.Namespace) -> int:
         OPENAI_API_KEY=UPSTREAM_KEY,
         TOLLGATE_PRICE_OVERRIDES=json.dumps({PRICED_MODEL: PRICED.model_dump(mode="json")}),
         TOLLGATE_LEASE_TTL_S="3",
+        TOLLGATE_WORKERS="1",
         TOLLGATE_REAPER_INTERVAL_S="0.5",
         TOLLGATE_LOG_LEVEL="WARNING",
         **({"REDIS_URL": args.redis} if args.redis else {}),

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Annotated
 
 import typer
@@ -51,11 +52,17 @@ def serve(
         factory=True,
         host=host or settings.gateway.host,
         port=port or settings.gateway.port,
-        workers=workers or settings.gateway.workers,
+        workers=workers or settings.gateway.workers or _default_workers(settings),
         log_config=None,
         access_log=False,
         proxy_headers=False,
     )
+
+
+def _default_workers(settings: Settings) -> int:
+    if settings.database.is_sqlite or not settings.spend.redis_url:
+        return 1
+    return os.cpu_count() or 1
 
 
 async def _bootstrap(settings: Settings) -> str | None:

@@ -3,12 +3,16 @@ conditional UPDATEs here, each a single atomic statement."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import astuple, dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import ColumnElement, and_, case, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.kit.repository import RepositoryBase
 from app.models import Budget, BudgetLease, UsageRecord
@@ -36,6 +40,10 @@ class BudgetRepository(RepositoryBase[Budget]):
         if lock:
             statement = statement.with_for_update()
         return await self.get_all(statement)
+
+    async def by_ids(self, budget_ids: Sequence[str]) -> Sequence[Budget]:
+        """In id order, the lock order every money transaction uses."""
+        return await self.get_all(select(Budget).where(Budget.id.in_(budget_ids)).order_by(Budget.id))
 
     async def list_budgets(self, scope: str | None, scope_id: str | None) -> Sequence[Budget]:
         statement = select(Budget).order_by(Budget.scope, Budget.scope_id, Budget.period)
@@ -126,3 +134,59 @@ class LedgerWriter(RepositoryBase[UsageRecord]):
         insert = pg_insert if self.session.get_bind().dialect.name == "postgresql" else sqlite_insert
         statement = insert(UsageRecord).values(**values).on_conflict_do_nothing(index_elements=["request_id"])
         await self.session.execute(statement)
+
+
+class MoneyFunctions:
+    """PostgreSQL's fast path: reservation and settlement as one server-side call each, sent on
+    the raw asyncpg connection in autocommit (no BEGIN/COMMIT round trips). The functions live
+    in migration 2026-11-22-0640 and do exactly what the statement-by-statement path does."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def reserve(self, args: ReserveArgs) -> ReserveOutcome:
+        async with self.engine.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert driver is not None
+            row = await driver.fetchrow(
+                "SELECT * FROM tollgate_reserve($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                *astuple(args),
+            )
+        assert row is not None
+        return ReserveOutcome(row["outcome"], row["budget_id"], row["cap"], row["amount"], list(row["budget_ids"]))
+
+    async def settle(self, request_id: str, actual: int, now: datetime, usage: dict[str, object]) -> None:
+        async with self.engine.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert driver is not None
+            await driver.execute(
+                "SELECT tollgate_settle($1, $2, $3, $4)", request_id, actual, now, json.dumps(usage, default=str)
+            )
+
+
+@dataclass(slots=True)
+class ReserveArgs:
+    request_id: str
+    key_id: str
+    user_id: str
+    team_id: str | None
+    endpoint: str
+    model: str
+    prompt_tokens: int
+    in_rate: Decimal
+    out_rate: Decimal
+    max_cap: int
+    min_cap: int
+    choices: int
+    has_output: bool
+    now: datetime
+    ttl_s: float
+
+
+@dataclass(slots=True)
+class ReserveOutcome:
+    outcome: str  # "reserved" | "refused" | "unbudgeted"
+    budget_id: str | None
+    cap: int | None
+    amount: int
+    budget_ids: list[str]

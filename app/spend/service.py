@@ -24,28 +24,23 @@ from app.kit.db_types import utcnow
 from app.kit.periods import period_bounds
 from app.models import Budget, BudgetLease
 from app.models import usage_record as ledger
-from app.spend.repository import BudgetRepository, LeaseRepository, LedgerWriter
+from app.spend.repository import (
+    BudgetRepository,
+    LeaseRepository,
+    LedgerWriter,
+    MoneyFunctions,
+    ReserveArgs,
+)
 from app.usage.pricing import PriceBook, TokenUsage
 from app.usage.service import Settlement, record_values
 
 log = logging.getLogger("tollgate.spend")
 
 
-@dataclass(frozen=True, slots=True)
-class BudgetRef:
-    id: str
-    scope: str
-    period: str
-    timezone: str
-
-    def period_start(self, now: datetime) -> datetime:
-        return period_bounds(self.period, self.timezone, now)[0]
-
-
 @dataclass(slots=True)
 class Reservation:
     request_id: str
-    budgets: list[BudgetRef] = field(default_factory=list)
+    budget_ids: list[str] = field(default_factory=list)
     amount: int = 0
     # The output cap upstream must enforce; None when no budget applies (nothing to enforce).
     output_cap: int | None = None
@@ -63,26 +58,75 @@ class Estimate:
 
 class SpendService:
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], prices: PriceBook, settings: SpendSettings
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        prices: PriceBook,
+        settings: SpendSettings,
+        functions: MoneyFunctions | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.prices = prices
         self.settings = settings
+        # PostgreSQL: one server-side call per reservation and settlement. SQLite: statements.
+        self.functions = functions
         self.in_flight: set[str] = set()
 
     async def reserve(self, principal: Principal, request_id: str, estimate: Estimate) -> Reservation:
         try:
-            async with self.sessionmaker() as session:
-                reservation = await self._reserve(session, principal, request_id, estimate)
-                await session.commit()
+            if self.functions is not None:
+                reservation = await self._reserve_in_database(self.functions, principal, request_id, estimate)
+            else:
+                async with self.sessionmaker() as session:
+                    reservation = await self._reserve(session, principal, request_id, estimate)
+                    await session.commit()
         except DB_ERRORS as exc:
             log.error("cannot confirm a reservation: %s", type(exc).__name__)
             raise ServiceUnavailable(
                 "Tollgate cannot confirm your budget right now, so the request was not sent. Retry shortly."
             ) from exc
-        if reservation.budgets:
+        if reservation.budget_ids:
             self.in_flight.add(request_id)
         return reservation
+
+    async def _reserve_in_database(
+        self, functions: MoneyFunctions, principal: Principal, request_id: str, estimate: Estimate
+    ) -> Reservation:
+        in_rate, out_rate = self.prices.worst_case_rates(estimate.model)
+        now = utcnow()
+        outcome = await functions.reserve(
+            ReserveArgs(
+                request_id,
+                principal.key_id,
+                principal.user_id,
+                principal.team_id,
+                estimate.endpoint,
+                estimate.model,
+                estimate.prompt_tokens,
+                in_rate,
+                out_rate,
+                self._ceiling(estimate),
+                self.settings.min_output_tokens,
+                estimate.choices,
+                estimate.has_output,
+                now,
+                self.settings.lease_ttl_s,
+            )
+        )
+        if outcome.outcome == "refused":
+            async with self.sessionmaker() as session:
+                budget = await BudgetRepository(session).get_by_id(outcome.budget_id)
+            assert budget is not None
+            raise _exceeded(budget, now)
+        if outcome.outcome == "unbudgeted":
+            return Reservation(request_id)
+        cap = outcome.cap if estimate.has_output else None
+        return Reservation(request_id, outcome.budget_ids, outcome.amount, cap)
+
+    def _ceiling(self, estimate: Estimate) -> int:
+        return estimate.requested_cap or min(
+            self.settings.default_max_output_tokens,
+            self.settings.model_max_output_tokens.get(estimate.model, self.settings.default_max_output_tokens),
+        )
 
     async def _reserve(
         self, session: AsyncSession, principal: Principal, request_id: str, estimate: Estimate
@@ -94,13 +138,14 @@ class SpendService:
         now = utcnow()
         cap = self._output_cap(estimate, budgets, now)
         amount = self._worst_case(estimate, cap)
-        refs = [BudgetRef(b.id, b.scope, b.period, b.timezone) for b in budgets]
-        for budget, ref in zip(budgets, refs, strict=True):
-            if not await repo.try_reserve(budget.id, amount, ref.period_start(now)):
+        for budget in budgets:
+            start = period_bounds(budget.period, budget.timezone, now)[0]
+            if not await repo.try_reserve(budget.id, amount, start):
                 await session.rollback()
                 raise _exceeded(budget, now)
-        session.add(_lease(principal, request_id, estimate, refs, amount, cap, now, self.settings.lease_ttl_s))
-        return Reservation(request_id, refs, amount, cap if estimate.has_output else None)
+        ids = [b.id for b in budgets]
+        session.add(_lease(principal, request_id, estimate, ids, amount, cap, now, self.settings.lease_ttl_s))
+        return Reservation(request_id, ids, amount, cap if estimate.has_output else None)
 
     def _worst_case(self, estimate: Estimate, cap: int) -> int:
         # No cache discount: the reservation must cover the most the call can cost.
@@ -113,10 +158,7 @@ class SpendService:
             if self._worst_case(estimate, 0) > _headroom(budgets, now):
                 raise _exceeded(_tightest(budgets, now), now)
             return 0
-        ceiling = estimate.requested_cap or min(
-            self.settings.default_max_output_tokens,
-            self.settings.model_max_output_tokens.get(estimate.model, self.settings.default_max_output_tokens),
-        )
+        ceiling = self._ceiling(estimate)
         headroom = _headroom(budgets, now)
         low, high = 0, ceiling  # binary search: prices may be tiered, so no closed form
         while low < high:
@@ -133,24 +175,27 @@ class SpendService:
         """One transaction; idempotent. If it cannot run, the lease stays and the reaper charges it."""
         self.in_flight.discard(reservation.request_id)
         values = record_values(principal.key_id, principal.user_id, principal.team_id, settlement)
+        if settlement.cost_micros > reservation.amount and reservation.budget_ids:
+            log.warning("actual cost exceeded the reservation", extra={"model": settlement.model})
         try:
+            if self.functions is not None:
+                await self.functions.settle(reservation.request_id, settlement.cost_micros, utcnow(), values)
+                return
             async with self.sessionmaker() as session:
-                if reservation.budgets:
+                if reservation.budget_ids:
                     lease = await LeaseRepository(session).take(reservation.request_id)
                     if lease is not None:
-                        await self._charge(session, reservation.budgets, lease.amount_micros, settlement.cost_micros)
-                        if settlement.cost_micros > lease.amount_micros:
-                            log.warning("actual cost exceeded the reservation", extra={"model": settlement.model})
+                        await self._charge(session, lease.budget_ids, lease.amount_micros, settlement.cost_micros)
                 await LedgerWriter(session).insert_once(values)
                 await session.commit()
         except DB_ERRORS as exc:
             log.error("settlement failed, the reaper will charge the lease: %s", type(exc).__name__)
 
-    async def _charge(self, session: AsyncSession, refs: Sequence[BudgetRef], reserved: int, actual: int) -> None:
+    async def _charge(self, session: AsyncSession, budget_ids: Sequence[str], reserved: int, actual: int) -> None:
         repo = BudgetRepository(session)
         now = utcnow()
-        for ref in sorted(refs, key=lambda r: r.id):
-            await repo.charge(ref.id, reserved, actual, ref.period_start(now))
+        for budget in await repo.by_ids(budget_ids):
+            await repo.charge(budget.id, reserved, actual, period_bounds(budget.period, budget.timezone, now)[0])
 
     async def reap_once(self, batch: int = 100) -> int:
         """Charges expired leases at their reserved amount. Safe on every replica at once:
@@ -158,11 +203,7 @@ class SpendService:
         async with self.sessionmaker() as session:
             leases = await LeaseRepository(session).expired(utcnow(), batch)
             for lease in leases:
-                budgets = await BudgetRepository(session).get_all(
-                    BudgetRepository(session).select().where(Budget.id.in_(lease.budget_ids))
-                )
-                refs = [BudgetRef(b.id, b.scope, b.period, b.timezone) for b in budgets]
-                await self._charge(session, refs, lease.amount_micros, lease.amount_micros)
+                await self._charge(session, lease.budget_ids, lease.amount_micros, lease.amount_micros)
                 await LedgerWriter(session).insert_once(_reaped_values(lease))
                 await LeaseRepository(session).delete(lease)
             await session.commit()
@@ -214,7 +255,7 @@ def _lease(
     principal: Principal,
     request_id: str,
     estimate: Estimate,
-    refs: Sequence[BudgetRef],
+    budget_ids: list[str],
     amount: int,
     cap: int,
     now: datetime,
@@ -222,7 +263,7 @@ def _lease(
 ) -> BudgetLease:
     return BudgetLease(
         request_id=request_id,
-        budget_ids=[r.id for r in refs],
+        budget_ids=budget_ids,
         amount_micros=amount,
         api_key_id=principal.key_id,
         user_id=principal.user_id,

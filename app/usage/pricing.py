@@ -14,7 +14,7 @@ from decimal import Decimal
 from functools import lru_cache
 
 from genai_prices import Usage, data_snapshot
-from genai_prices.types import ModelPrice
+from genai_prices.types import ModelPrice, TieredPrices
 
 from app.config import ModelPriceOverride
 
@@ -48,6 +48,15 @@ class PriceBook:
         if price is None:
             raise KeyError(model)
         return cost_micros(price, usage)
+
+    def worst_case_rates(self, model: str) -> tuple[Decimal, Decimal]:
+        """(input, output) in micro-dollars per token, at the highest tier: an upper bound for
+        reserving, exact for the usual flat prices."""
+        price = self.price_of(model)
+        if price is None:
+            raise KeyError(model)
+        rates = price.__dict__
+        return _highest(rates.get("input_mtok")), _highest(rates.get("output_mtok"))
 
     def _lookup(self, model: str) -> ModelPrice | None:
         if model in self._overrides:
@@ -91,6 +100,14 @@ def _simple_cost(price: ModelPrice, prompt: int, cached: int, completion: int) -
 _SIMPLE_KEYS = frozenset(
     {"input_mtok", "cache_read_mtok", "output_mtok", "web_searches_kcount", "storage_searches_kcount"}
 )
+
+
+def _highest(rate: object) -> Decimal:
+    if isinstance(rate, Decimal):
+        return rate
+    if isinstance(rate, TieredPrices):
+        return max([rate.base, *(tier.price for tier in rate.tiers)])
+    return Decimal(0)
 
 
 def _override_price(o: ModelPriceOverride) -> ModelPrice:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import httpx
 import openai
@@ -18,6 +19,12 @@ from tests.fixtures.servers import PRICED_MODEL, Admin, make_settings
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 
 
+async def _fresh_window() -> None:
+    """Fixed windows roll at each whole minute; a test that counts within one must not straddle it."""
+    if time.time() % 60 > 50:
+        await asyncio.sleep(60.5 - time.time() % 60)
+
+
 async def _limit(admin: Admin, scope: str, scope_id: str, **limits: int) -> dict[str, object]:
     response = await admin.http.put("/admin/rate-limits", json={"scope": scope, "scope_id": scope_id, **limits})
     assert response.status_code == 200, response.text
@@ -27,6 +34,7 @@ async def _limit(admin: Admin, scope: str, scope_id: str, **limits: int) -> dict
 async def test_rpm_refusal_carries_openai_headers(tollgate: LiveServer, admin: Admin) -> None:
     tenant = await admin.tenant()
     await _limit(admin, "key", tenant.key_id, rpm=2)
+    await _fresh_window()
     client = tenant.client(tollgate.url)
     first = await client.chat.completions.with_raw_response.create(model=PRICED_MODEL, messages=MESSAGES)
     assert first.headers["x-ratelimit-limit-requests"] == "2"
@@ -44,6 +52,7 @@ async def test_rpm_refusal_carries_openai_headers(tollgate: LiveServer, admin: A
 async def test_tpm_counts_prompt_plus_cap(tollgate: LiveServer, admin: Admin) -> None:
     tenant = await admin.tenant()
     await _limit(admin, "user", tenant.user_name, tpm=100)
+    await _fresh_window()
     client = tenant.client(tollgate.url)
     await client.chat.completions.create(model=PRICED_MODEL, messages=MESSAGES, max_tokens=50)
     with pytest.raises(openai.RateLimitError) as caught:

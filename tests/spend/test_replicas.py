@@ -47,6 +47,7 @@ def replica_env(settings: Settings, mock_upstream: LiveServer) -> dict[str, str]
         OPENAI_API_KEY=UPSTREAM_KEY,
         TOLLGATE_PRICE_OVERRIDES=json.dumps({PRICED_MODEL: PRICED.model_dump(mode="json")}),
         TOLLGATE_LEASE_TTL_S="2",
+        TOLLGATE_WORKERS="1",
         TOLLGATE_REAPER_INTERVAL_S="0.5",
         TOLLGATE_LOG_LEVEL="WARNING",
         REDIS_URL=REDIS_URL,
