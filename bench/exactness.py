@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import sys
@@ -32,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.mock_upstream.server import MockConfig, create_mock_app
 from app.models import BudgetLease, UsageRecord
 from tests.fixtures.live_server import LiveServer
-from tests.fixtures.processes import TollgateProcess, clean_env
-from tests.fixtures.servers import ADMIN_KEY, HMAC_SECRET, PRICED, PRICED_MODEL, UPSTREAM_KEY
+from tests.fixtures.processes import TollgateProcess, replica_env
+from tests.fixtures.servers import ADMIN_KEY, PRICED_MODEL, UPSTREAM_KEY
 
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Count to three."}]
 
@@ -67,19 +66,8 @@ async def main(args: argparse.Namespace) -> int:
     database_url = os.environ.get("DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
     mock = LiveServer(create_mock_app(MockConfig(api_key=UPSTREAM_KEY)))
     mock.start()
-    env = clean_env(
-        DATABASE_URL=database_url,
-        TOLLGATE_SECRET_KEY=HMAC_SECRET,
-        TOLLGATE_ADMIN_KEY=ADMIN_KEY,
-        OPENAI_BASE_URL=mock.url + "/v1",
-        OPENAI_API_KEY=UPSTREAM_KEY,
-        TOLLGATE_PRICE_OVERRIDES=json.dumps({PRICED_MODEL: PRICED.model_dump(mode="json")}),
-        TOLLGATE_LEASE_TTL_S="3",
-        TOLLGATE_WORKERS="1",
-        TOLLGATE_REAPER_INTERVAL_S="0.5",
-        TOLLGATE_LOG_LEVEL="WARNING",
-        **({"REDIS_URL": args.redis} if args.redis else {}),
-    )
+    extra = {"REDIS_URL": args.redis} if args.redis else {}
+    env = replica_env(database_url, mock.url, TOLLGATE_LEASE_TTL_S="3", **extra)
     workdir = Path(tempfile.mkdtemp(prefix="tollgate-exactness-"))
     replicas = [TollgateProcess(workdir, env, "--skip-migrations", wait=False) for _ in range(args.replicas)]
     for replica in replicas:

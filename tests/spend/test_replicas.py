@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -19,18 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from tests.fixtures.live_server import LiveServer
-from tests.fixtures.processes import TollgateProcess, clean_env
-from tests.fixtures.servers import (
-    ADMIN_KEY,
-    HMAC_SECRET,
-    PRICED,
-    PRICED_MODEL,
-    UPSTREAM_KEY,
-    Admin,
-    Tenant,
-    lease_count,
-    usage_rows,
-)
+from tests.fixtures.processes import TollgateProcess, replica_env
+from tests.fixtures.servers import PRICED_MODEL, Admin, Tenant, lease_count, usage_rows
 from tests.spend.test_concurrency import WORST_CASE, run_burst
 
 REDIS_URL = "redis://127.0.0.1:6379/14"
@@ -38,20 +27,8 @@ MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Count
 
 
 @pytest.fixture
-def replica_env(settings: Settings, mock_upstream: LiveServer) -> dict[str, str]:
-    return clean_env(
-        DATABASE_URL=settings.database.url,
-        TOLLGATE_SECRET_KEY=HMAC_SECRET,
-        TOLLGATE_ADMIN_KEY=ADMIN_KEY,
-        OPENAI_BASE_URL=mock_upstream.url + "/v1",
-        OPENAI_API_KEY=UPSTREAM_KEY,
-        TOLLGATE_PRICE_OVERRIDES=json.dumps({PRICED_MODEL: PRICED.model_dump(mode="json")}),
-        TOLLGATE_LEASE_TTL_S="2",
-        TOLLGATE_WORKERS="1",
-        TOLLGATE_REAPER_INTERVAL_S="0.5",
-        TOLLGATE_LOG_LEVEL="WARNING",
-        REDIS_URL=REDIS_URL,
-    )
+def env(settings: Settings, mock_upstream: LiveServer) -> dict[str, str]:
+    return replica_env(settings.database.url, mock_upstream.url, TOLLGATE_LEASE_TTL_S="2", REDIS_URL=REDIS_URL)
 
 
 @pytest.fixture
@@ -63,8 +40,8 @@ async def fresh_redis() -> AsyncIterator[None]:
 
 
 @pytest.fixture
-def replicas(tmp_path: Path, replica_env: dict[str, str], fresh_redis: None) -> Iterator[list[TollgateProcess]]:
-    processes = [TollgateProcess(tmp_path, replica_env, "--skip-migrations", wait=False) for _ in range(3)]
+def replicas(tmp_path: Path, env: dict[str, str], fresh_redis: None) -> Iterator[list[TollgateProcess]]:
+    processes = [TollgateProcess(tmp_path, env, "--skip-migrations", wait=False) for _ in range(3)]
     try:
         for process in processes:
             process.wait_ready()
@@ -125,11 +102,11 @@ async def test_rpm_lets_exactly_n_through_across_three_processes(replicas: list[
 
 
 async def test_kill_9_mid_stream_then_restart_settles_orphaned_leases(
-    tmp_path: Path, replica_env: dict[str, str], admin: Admin, engine: AsyncEngine
+    tmp_path: Path, env: dict[str, str], admin: Admin, engine: AsyncEngine
 ) -> None:
     tenant = await admin.tenant()
     budget_id = await admin.budget("key", tenant.key_id, "1")
-    victim = TollgateProcess(tmp_path, replica_env, "--skip-migrations")
+    victim = TollgateProcess(tmp_path, env, "--skip-migrations")
     client = tenant.client(victim.url, timeout=30)
     slow = {"mock": {"chunk_delay_ms": 200, "words": 50}}
 
@@ -148,7 +125,7 @@ async def test_kill_9_mid_stream_then_restart_settles_orphaned_leases(
     reserved = (await admin.budget_state(budget_id))["reserved_micros"]
     assert reserved > 0, "the killed process could not settle"
 
-    restarted = TollgateProcess(tmp_path, replica_env, "--skip-migrations")
+    restarted = TollgateProcess(tmp_path, env, "--skip-migrations")
     try:
         await _until(lambda: lease_count(engine), 0, timeout_s=15)
         state = await admin.budget_state(budget_id)
