@@ -65,5 +65,4 @@ class Meter:
         """What TPM counts: the prompt plus the most the answer may be, as OpenAI counts it."""
         if not estimate.has_output:
             return estimate.prompt_tokens
-        cap = estimate.requested_cap or self.spend.settings.default_max_output_tokens
-        return estimate.prompt_tokens + cap * estimate.choices
+        return estimate.prompt_tokens + self.spend.output_ceiling(estimate) * estimate.choices

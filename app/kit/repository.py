@@ -19,10 +19,6 @@ class RepositoryBase(Generic[M]):
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    @classmethod
-    def from_session(cls, session: AsyncSession) -> RepositoryBase[M]:
-        return cls(session)
-
     async def get_by_id(self, id_: Any) -> M | None:
         return await self.session.get(self.model, id_)
 

@@ -10,12 +10,10 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import ColumnElement, and_, case, delete, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.kit.repository import RepositoryBase
-from app.models import Budget, BudgetLease, UsageRecord
+from app.models import Budget, BudgetLease
 
 
 def _spent_in(period_start: datetime) -> ColumnElement[int]:
@@ -121,19 +119,6 @@ class LeaseRepository(RepositoryBase[BudgetLease]):
 
     async def delete(self, lease: BudgetLease) -> None:
         await self.session.delete(lease)
-
-    async def count(self) -> int:
-        return len((await self.session.execute(select(BudgetLease.request_id))).all())
-
-
-class LedgerWriter(RepositoryBase[UsageRecord]):
-    model = UsageRecord
-
-    async def insert_once(self, values: dict[str, object]) -> None:
-        """A retried settlement, or one racing the reaper, must not write a second row."""
-        insert = pg_insert if self.session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        statement = insert(UsageRecord).values(**values).on_conflict_do_nothing(index_elements=["request_id"])
-        await self.session.execute(statement)
 
 
 class MoneyFunctions:

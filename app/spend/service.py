@@ -27,11 +27,11 @@ from app.models import usage_record as ledger
 from app.spend.repository import (
     BudgetRepository,
     LeaseRepository,
-    LedgerWriter,
     MoneyFunctions,
     ReserveArgs,
 )
 from app.usage.pricing import PriceBook, TokenUsage
+from app.usage.repository import UsageRepository
 from app.usage.service import Settlement, record_values
 
 log = logging.getLogger("tollgate.spend")
@@ -104,7 +104,7 @@ class SpendService:
                 estimate.prompt_tokens,
                 in_rate,
                 out_rate,
-                self._ceiling(estimate),
+                self.output_ceiling(estimate),
                 self.settings.min_output_tokens,
                 estimate.choices,
                 estimate.has_output,
@@ -122,7 +122,8 @@ class SpendService:
         cap = outcome.cap if estimate.has_output else None
         return Reservation(request_id, outcome.budget_ids, outcome.amount, cap)
 
-    def _ceiling(self, estimate: Estimate) -> int:
+    def output_ceiling(self, estimate: Estimate) -> int:
+        """The cap before the budget has its say: the client's own, else the model's or the default."""
         return estimate.requested_cap or min(
             self.settings.default_max_output_tokens,
             self.settings.model_max_output_tokens.get(estimate.model, self.settings.default_max_output_tokens),
@@ -158,7 +159,7 @@ class SpendService:
             if self._worst_case(estimate, 0) > _headroom(budgets, now):
                 raise _exceeded(_tightest(budgets, now), now)
             return 0
-        ceiling = self._ceiling(estimate)
+        ceiling = self.output_ceiling(estimate)
         headroom = _headroom(budgets, now)
         low, high = 0, ceiling  # binary search: prices may be tiered, so no closed form
         while low < high:
@@ -186,7 +187,7 @@ class SpendService:
                     lease = await LeaseRepository(session).take(reservation.request_id)
                     if lease is not None:
                         await self._charge(session, lease.budget_ids, lease.amount_micros, settlement.cost_micros)
-                await LedgerWriter(session).insert_once(values)
+                await UsageRepository(session).insert_once(values)
                 await session.commit()
         except DB_ERRORS as exc:
             log.error("settlement failed, the reaper will charge the lease: %s", type(exc).__name__)
@@ -204,7 +205,7 @@ class SpendService:
             leases = await LeaseRepository(session).expired(utcnow(), batch)
             for lease in leases:
                 await self._charge(session, lease.budget_ids, lease.amount_micros, lease.amount_micros)
-                await LedgerWriter(session).insert_once(_reaped_values(lease))
+                await UsageRepository(session).insert_once(_reaped_values(lease))
                 await LeaseRepository(session).delete(lease)
             await session.commit()
         if leases:

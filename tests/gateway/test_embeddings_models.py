@@ -10,6 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
 
 from app.config import Settings
 from app.main import create_app
@@ -119,3 +120,17 @@ async def test_sse_is_relayed_event_by_event_without_the_unrequested_usage_event
     events = SSE.split(b"\n\n")
     assert response.content == events[0] + b"\n\n" + events[1] + b"\n\n" + events[3] + b"\n\n"
     assert b'"include_usage":true' in recorder.bodies[-1]
+
+
+async def test_model_ids_cannot_reach_other_upstream_routes(
+    tollgate: LiveServer, tenant: Tenant, mock_app: Starlette
+) -> None:
+    headers = {"authorization": f"Bearer {tenant.token}"}
+    async with httpx.AsyncClient(base_url=tollgate.url, headers=headers) as http:
+        response = await http.get("/v1/models/../files")
+        assert response.status_code == 404
+        response = await http.get("/v1/models/x%2F..%2F..%2Ffiles")
+    assert response.status_code == 404
+    assert response.json()["error"]["type"] == "invalid_request_error"
+    # Unquoted, the dot segments would have been resolved and upstream asked for /v1/files.
+    assert mock_app.state.requests[-1].path.startswith("/v1/models/x")

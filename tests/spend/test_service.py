@@ -111,3 +111,15 @@ async def test_heartbeat_keeps_live_leases_from_the_reaper(spend: SpendService) 
     assert (await _budget(spend, budget_id)).reserved_micros == reservation.amount
     await spend.settle(principal, reservation, _settlement(reservation.request_id, 0))
     assert (await _budget(spend, budget_id)).reserved_micros == 0
+
+
+async def test_model_maximum_caps_the_injected_output(engine: AsyncEngine) -> None:
+    settings = SpendSettings(model_max_output_tokens={PRICED_MODEL: 7})
+    spend = SpendService(
+        async_sessionmaker(engine, expire_on_commit=False), PriceBook({PRICED_MODEL: PRICED}), settings
+    )
+    principal, _ = await _principal_with_budget(spend)
+    reservation = await spend.reserve(principal, new_id("req"), Estimate(PRICED_MODEL, "chat", 10, None))
+    assert reservation.output_cap == 7
+    assert reservation.amount == 10 * 2 + 7 * 8
+    await spend.settle(principal, reservation, _settlement(reservation.request_id, 0))
