@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -99,7 +100,9 @@ class Authenticator:
     """Resolves bearer tokens to principals through a short-lived cache.
 
     The TTL bounds how long a revocation made on another replica can go unnoticed; a
-    revocation made through this process drops the entry at once.
+    revocation made through this process drops the entry at once. Concurrent misses for the
+    same key share one lookup: when the entry of a busy key expires, hundreds of requests
+    must not each take a database connection to ask the same question.
     """
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], secret: bytes, ttl_s: float) -> None:
@@ -107,23 +110,36 @@ class Authenticator:
         self._secret = secret
         self._ttl = ttl_s
         self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._pending: dict[str, asyncio.Task[Principal | None]] = {}
 
     async def authenticate(self, token: str) -> Principal:
         digest = hash_api_key(token, self._secret)
-        now = time.monotonic()
         hit = self._cache.get(digest)
-        if hit is not None and now - hit[0] < self._ttl:
+        if hit is not None and time.monotonic() - hit[0] < self._ttl:
             principal = hit[1]
         else:
             try:
-                principal = await self._load(digest)
+                principal = await asyncio.shield(self._lookup(digest))
             except DB_ERRORS as exc:
                 raise ServiceUnavailable("Tollgate cannot verify API keys right now. Retry shortly.") from exc
-            if len(self._cache) > 100_000:
-                self._cache.clear()
-            self._cache[digest] = (now, principal)
         if principal is None or (principal.expires_at is not None and principal.expires_at <= utcnow()):
             raise Unauthorized()
+        return principal
+
+    def _lookup(self, digest: str) -> asyncio.Task[Principal | None]:
+        task = self._pending.get(digest)
+        if task is None:
+            task = asyncio.create_task(self._load_into_cache(digest))
+            self._pending[digest] = task
+            task.add_done_callback(lambda _: self._pending.pop(digest, None))
+        return task
+
+    async def _load_into_cache(self, digest: str) -> Principal | None:
+        started = time.monotonic()
+        principal = await self._load(digest)
+        if len(self._cache) > 100_000:
+            self._cache.clear()
+        self._cache[digest] = (started, principal)
         return principal
 
     def invalidate(self) -> None:

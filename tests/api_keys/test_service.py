@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,7 +13,7 @@ from app.accounts import service as accounts
 from app.accounts.schemas import UserCreate
 from app.api_keys import service
 from app.api_keys.repository import ApiKeyRepository
-from app.api_keys.schemas import ApiKeyCreate
+from app.api_keys.schemas import ApiKeyCreate, Principal
 from app.kit.crypto import hash_api_key
 from app.models import ApiKey
 
@@ -75,3 +76,22 @@ def test_parse_expiry(text: str, expected: datetime) -> None:
 def test_parse_expiry_rejects_garbage(text: str) -> None:
     with pytest.raises(ValueError, match=r".+"):
         service.parse_expiry(text, NOW)
+
+
+async def test_concurrent_cache_misses_share_one_lookup(db_session: AsyncSession) -> None:
+    await accounts.create_user(db_session, UserCreate(name="gina"))
+    key, token = await service.create_key(db_session, SECRET, ApiKeyCreate(user="gina"))
+    user = await accounts.get_user(db_session, "gina")
+    authenticator = service.Authenticator(None, SECRET, ttl_s=1.0)  # type: ignore[arg-type]
+    lookups = 0
+
+    async def load(_: str) -> Principal:
+        nonlocal lookups
+        lookups += 1
+        await asyncio.sleep(0.05)
+        return service.principal_of(key, user)
+
+    authenticator._load = load  # type: ignore[method-assign,assignment]
+    principals = await asyncio.gather(*(authenticator.authenticate(token) for _ in range(50)))
+    assert {p.key_id for p in principals} == {key.id}
+    assert lookups == 1
