@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import httpx
@@ -88,6 +88,9 @@ class SSERelay(Response):
         self.on_finish = on_finish
         self.result = RelayResult()
         self._complete = False
+        # Closed explicitly at the end: left to the garbage collector after a cancelled relay,
+        # the generator is finalised later in some unrelated task.
+        self._chunks = cast(AsyncGenerator[bytes, None], upstream.aiter_raw())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw_headers = [
@@ -105,6 +108,7 @@ class SSERelay(Response):
             self.result.outcome = OUTCOME_DISCONNECTED
         finally:
             with anyio.CancelScope(shield=True):
+                await self._chunks.aclose()
                 await self.upstream.aclose()
                 await self.on_finish(self.result)
 
@@ -119,7 +123,7 @@ class SSERelay(Response):
     async def _relay(self, send: Send) -> None:
         buffer = b""
         try:
-            async for chunk in self.upstream.aiter_raw():
+            async for chunk in self._chunks:
                 buffer += chunk
                 out, buffer = self._complete_events(buffer)
                 if out:
