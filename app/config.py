@@ -37,6 +37,7 @@ class DatabaseSettings(BaseSettings):
     pool_size: int = Field(default=10, ge=1)
     max_overflow: int = Field(default=10, ge=0)
     pool_timeout_s: float = Field(default=5.0, gt=0)
+    statement_timeout_s: float = Field(default=10.0, gt=0)
     echo: bool = False
 
     @property

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import asyncpg
 from fastapi import Depends, Request
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import StaticPool
@@ -36,6 +36,30 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
         pool_timeout=settings.pool_timeout_s,
         pool_pre_ping=True,
     )
+
+
+class _NoResetConnection(asyncpg.Connection):
+    """The money pool's connections run single autocommit calls and never change session state,
+    so the pool's reset (a round trip on every release) has nothing to undo."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
+async def create_money_pool(settings: DatabaseSettings) -> asyncpg.Pool:
+    """The asyncpg pool for the reservation and settlement calls (PostgreSQL only)."""
+    dsn = make_url(settings.url).set(drivername="postgresql").render_as_string(hide_password=False)
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        dsn,
+        min_size=1,
+        max_size=settings.pool_size,
+        connection_class=_NoResetConnection,
+        # A money call that takes this long fails closed: the request is refused with 503, or
+        # an unsettled lease is left for the reaper.
+        command_timeout=settings.statement_timeout_s,
+        max_inactive_connection_lifetime=60,
+    )
+    return pool
 
 
 def _create_sqlite_engine(settings: DatabaseSettings) -> AsyncEngine:

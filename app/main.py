@@ -6,14 +6,13 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.api import api_router
 from app.api_keys.service import Authenticator, ensure_admin, resolve_key_secret
 from app.config import Settings, get_settings
-from app.db import create_engine, create_sessionmaker
+from app.db import create_engine, create_money_pool, create_sessionmaker
 from app.errors import install_error_handlers
 from app.gateway.catalog import ModelCatalog
 from app.gateway.metering import Meter
@@ -30,7 +29,7 @@ from app.spend.service import SpendService
 from app.usage.pricing import PriceBook
 
 
-def create_app(settings: Settings | None = None, upstream_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -38,7 +37,7 @@ def create_app(settings: Settings | None = None, upstream_transport: httpx.Async
         engine = create_engine(settings.database)
         sessionmaker = create_sessionmaker(engine)
         secret = resolve_key_secret(settings)
-        upstream = Upstream(settings.upstream, transport=upstream_transport)
+        upstream = Upstream(settings.upstream)
         if settings.keys.admin_key is not None:
             async with sessionmaker.begin() as session:
                 await ensure_admin(session, secret, settings.keys.admin_key.get_secret_value())
@@ -50,7 +49,10 @@ def create_app(settings: Settings | None = None, upstream_transport: httpx.Async
         app.state.sessionmaker = sessionmaker
         app.state.key_secret = secret
         app.state.authenticator = Authenticator(sessionmaker, secret, settings.keys.auth_cache_ttl_s)
-        functions = MoneyFunctions(engine) if engine.dialect.name == "postgresql" else None
+        functions = None
+        if engine.dialect.name == "postgresql":
+            pool = await create_money_pool(settings.database)
+            functions = MoneyFunctions(pool, settings.database.pool_timeout_s)
         spend = SpendService(sessionmaker, prices, settings.spend, functions)
         limiter = create_rate_limiter(
             settings.spend.redis_url,
@@ -71,6 +73,9 @@ def create_app(settings: Settings | None = None, upstream_transport: httpx.Async
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await spend.flushed()
+            if functions is not None:
+                await functions.pool.close()
             await limiter.aclose()
             await upstream.aclose()
             await engine.dispose()

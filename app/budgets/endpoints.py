@@ -8,6 +8,7 @@ from app.budgets.schemas import Budget, BudgetCreate, BudgetUpdate, Scope
 from app.db import SessionDep
 from app.kit.db_types import utcnow
 from app.kit.schemas import ListResponse
+from app.spend.dependencies import Settled
 
 router = APIRouter(prefix="/admin/budgets", tags=["admin: budgets"])
 
@@ -20,14 +21,18 @@ async def create_budget(data: BudgetCreate, request: Request, session: SessionDe
 
 @router.get("", response_model=ListResponse[Budget])
 async def list_budgets(
-    session: SessionDep, _: AdminPrincipal, scope: Scope | None = None, scope_id: str | None = None
+    session: SessionDep,
+    _: AdminPrincipal,
+    __: Settled,
+    scope: Scope | None = None,
+    scope_id: str | None = None,
 ) -> ListResponse[Budget]:
     now = utcnow()
     return ListResponse(data=[Budget.of(b, now) for b in await service.list_budgets(session, scope, scope_id)])
 
 
 @router.get("/{budget_id}", response_model=Budget)
-async def get_budget(budget_id: str, session: SessionDep, _: AdminPrincipal) -> Budget:
+async def get_budget(budget_id: str, session: SessionDep, _: AdminPrincipal, __: Settled) -> Budget:
     return Budget.of(await service.get_budget(session, budget_id), utcnow())
 
 

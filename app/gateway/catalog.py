@@ -38,7 +38,7 @@ class ModelCatalog:
         if model in models:
             return JSONResponse(models[model])
         # Quoted whole, so an id like "../files" cannot reach another upstream route.
-        response = await self._upstream.send("GET", f"/models/{quote(model, safe='')}")
+        response = await self._upstream.request("GET", f"/models/{quote(model, safe='')}")
         return Response(response.content, media_type="application/json")
 
     async def _load(self) -> dict[str, dict[str, Any]]:
@@ -46,7 +46,7 @@ class ModelCatalog:
             return self._models
         async with self._lock:
             if time.monotonic() - self._fetched_at >= self._ttl:
-                response = await self._upstream.send("GET", "/models")
+                response = await self._upstream.request("GET", "/models")
                 try:
                     listed = json.loads(response.content)["data"]
                     self._models = {m["id"]: m for m in listed if isinstance(m, dict) and "id" in m}

@@ -16,12 +16,13 @@ router = APIRouter(prefix="/v1", tags=["openai"])
 _BODY_DOC = {"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}}
 
 
-def get_gateway(request: Request) -> Gateway:
+async def get_gateway(request: Request) -> Gateway:
+    """Async on purpose: FastAPI runs plain-def dependencies in a thread pool, a hop per request."""
     gateway: Gateway = request.app.state.gateway
     return gateway
 
 
-def get_catalog(request: Request) -> ModelCatalog:
+async def get_catalog(request: Request) -> ModelCatalog:
     catalog: ModelCatalog = request.app.state.catalog
     return catalog
 

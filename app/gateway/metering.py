@@ -56,7 +56,7 @@ class Meter:
 
     async def finish(self, admission: Admission, settlement: Settlement) -> None:
         try:
-            await self.spend.settle(admission.principal, admission.reservation, settlement)
+            self.spend.settle(admission.principal, admission.reservation, settlement)
         finally:
             if admission.limits:
                 await self.limiter.release(admission.reservation.request_id, admission.limits)

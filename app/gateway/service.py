@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
+import aiohttp
 import anyio
-import httpx
 from starlette.responses import Response
 
 from app.api_keys.schemas import Principal
@@ -22,12 +22,14 @@ from app.errors import GatewayError, InvalidRequest, NotFound, UpstreamError
 from app.gateway.metering import Admission, Meter
 from app.gateway.schemas import ChatRequest, parse_chat, parse_embeddings
 from app.gateway.streaming import OUTCOME_COMPLETED, OUTCOME_DISCONNECTED, RelayResult, SSERelay
-from app.gateway.upstream import Upstream
+from app.gateway.upstream import Reply, Upstream
 from app.kit.tokens import count_chat_prompt, count_embedding_input, count_text, estimate_chat_prompt
 from app.models import usage_record as status
 from app.spend.service import Estimate
 from app.usage.pricing import PriceBook, TokenUsage
 from app.usage.service import Settlement
+
+_R = TypeVar("_R", Reply, aiohttp.ClientResponse)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +122,7 @@ class Gateway:
         raw: bytes,
         estimate: Callable[[dict[str, Any] | None], TokenUsage],
     ) -> Response:
-        response = await self._send(ctx, admission, path, raw, stream=False)
+        response = await self._send(ctx, admission, self.upstream.request("POST", path, raw))
         upstream_id = response.headers.get("x-request-id")
         try:
             parsed = json.loads(response.content)
@@ -144,7 +146,7 @@ class Gateway:
             # Always ask for usage: billing depends on it. The client never sees the extra event.
             body = {**body, "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
             raw = _dump(body)
-        response = await self._send(ctx, admission, "/chat/completions", raw, stream=True)
+        response = await self._send(ctx, admission, self.upstream.stream("/chat/completions", raw))
         upstream_id = response.headers.get("x-request-id")
 
         async def finish(result: RelayResult) -> None:
@@ -162,11 +164,9 @@ class Gateway:
 
         return SSERelay(response, keep_usage_event=req.client_wants_usage, headers=admission.headers, on_finish=finish)
 
-    async def _send(
-        self, ctx: CallContext, admission: Admission, path: str, raw: bytes, stream: bool
-    ) -> httpx.Response:
+    async def _send(self, ctx: CallContext, admission: Admission, call: Awaitable[_R]) -> _R:
         try:
-            return await self.upstream.send("POST", path, raw, stream=stream)
+            return await call
         except GatewayError as exc:
             # Nothing was billed upstream: settling at zero releases the reservation.
             await self._settle(

@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
+import aiohttp
 import anyio
-import httpx
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from app.errors import error_body
+from app.gateway.upstream import UPSTREAM_IO_ERRORS
 
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')
 _EVENT_END = re.compile(rb"\r?\n\r?\n")
@@ -74,7 +75,7 @@ class SSERelay(Response):
 
     def __init__(  # Response.__init__ is skipped on purpose: there is no body to render.
         self,
-        upstream: httpx.Response,
+        upstream: aiohttp.ClientResponse,
         *,
         keep_usage_event: bool,
         headers: dict[str, str],
@@ -88,9 +89,7 @@ class SSERelay(Response):
         self.on_finish = on_finish
         self.result = RelayResult()
         self._complete = False
-        # Closed explicitly at the end: left to the garbage collector after a cancelled relay,
-        # the generator is finalised later in some unrelated task.
-        self._chunks = cast(AsyncGenerator[bytes, None], upstream.aiter_raw())
+        self._finished = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw_headers = [
@@ -104,13 +103,25 @@ class SSERelay(Response):
                 tg.start_soon(self._watch_disconnect, receive, tg.cancel_scope)
                 await self._relay(send)
                 tg.cancel_scope.cancel()
+            # Settled before the stream ends: a client that saw the end can read its own usage.
+            await self._finish()
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:
             self.result.outcome = OUTCOME_DISCONNECTED
         finally:
             with anyio.CancelScope(shield=True):
-                await self._chunks.aclose()
-                await self.upstream.aclose()
-                await self.on_finish(self.result)
+                await self._finish()
+
+    async def _finish(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        if self.result.outcome == OUTCOME_COMPLETED:
+            self.upstream.release()
+        else:
+            # Closing drops the connection: an unfinished upstream stream stops at once.
+            self.upstream.close()
+        await self.on_finish(self.result)
 
     async def _watch_disconnect(self, receive: Receive, scope: anyio.CancelScope) -> None:
         while (await receive())["type"] != "http.disconnect":
@@ -123,7 +134,7 @@ class SSERelay(Response):
     async def _relay(self, send: Send) -> None:
         buffer = b""
         try:
-            async for chunk in self._chunks:
+            async for chunk in self.upstream.content.iter_any():
                 buffer += chunk
                 out, buffer = self._complete_events(buffer)
                 if out:
@@ -132,13 +143,12 @@ class SSERelay(Response):
                 # An upstream that ends without the final blank line still gets its last event relayed.
                 self.result.relayed.append(buffer)
                 await send({"type": "http.response.body", "body": buffer + b"\n\n", "more_body": True})
-        except httpx.HTTPError:
+        except UPSTREAM_IO_ERRORS:
             self.result.outcome = OUTCOME_UPSTREAM_FAILED
             message = "The upstream stream failed before it completed."
             error = b"data: " + error_body(message, "server_error", code="upstream_stream_error") + b"\n\n"
             await send({"type": "http.response.body", "body": error, "more_body": True})
         self._complete = True
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     def _complete_events(self, buffer: bytes) -> tuple[bytes, bytes]:
         """Splits off the complete events in ``buffer``; returns (bytes to send, remainder)."""

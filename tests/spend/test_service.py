@@ -72,8 +72,9 @@ async def test_settling_twice_charges_once(spend: SpendService, engine: AsyncEng
     principal, budget_id = await _principal_with_budget(spend)
     reservation = await spend.reserve(principal, new_id("req"), Estimate(PRICED_MODEL, "chat", 10, 100))
     assert reservation.amount == 10 * 2 + 100 * 8
-    await spend.settle(principal, reservation, _settlement(reservation.request_id, 60))
-    await spend.settle(principal, reservation, _settlement(reservation.request_id, 60))
+    spend.settle(principal, reservation, _settlement(reservation.request_id, 60))
+    spend.settle(principal, reservation, _settlement(reservation.request_id, 60))
+    await spend.flushed()
     budget = await _budget(spend, budget_id)
     assert (budget.spent_micros, budget.reserved_micros) == (60, 0)
     assert len(await usage_rows(engine, principal.key_id)) == 1
@@ -86,7 +87,8 @@ async def test_late_settlement_after_the_reaper_does_not_double_charge(
     reservation = await spend.reserve(principal, new_id("req"), Estimate(PRICED_MODEL, "chat", 10, 100))
     await _expire(spend, reservation.request_id)
     await spend.reap_once()  # this replica's reaper, or the running test server's, takes the lease
-    await spend.settle(principal, reservation, _settlement(reservation.request_id, 60))
+    spend.settle(principal, reservation, _settlement(reservation.request_id, 60))
+    await spend.flushed()
     budget = await _budget(spend, budget_id)
     [row] = await usage_rows(engine, principal.key_id)
     assert (row.status, row.cost_micros) == ("lease_expired", reservation.amount)
@@ -109,7 +111,8 @@ async def test_heartbeat_keeps_live_leases_from_the_reaper(spend: SpendService) 
         assert lease.expires_at > utcnow() + timedelta(seconds=spend.settings.lease_ttl_s - 5)
     await spend.reap_once()
     assert (await _budget(spend, budget_id)).reserved_micros == reservation.amount
-    await spend.settle(principal, reservation, _settlement(reservation.request_id, 0))
+    spend.settle(principal, reservation, _settlement(reservation.request_id, 0))
+    await spend.flushed()
     assert (await _budget(spend, budget_id)).reserved_micros == 0
 
 
@@ -122,4 +125,5 @@ async def test_model_maximum_caps_the_injected_output(engine: AsyncEngine) -> No
     reservation = await spend.reserve(principal, new_id("req"), Estimate(PRICED_MODEL, "chat", 10, None))
     assert reservation.output_cap == 7
     assert reservation.amount == 10 * 2 + 7 * 8
-    await spend.settle(principal, reservation, _settlement(reservation.request_id, 0))
+    spend.settle(principal, reservation, _settlement(reservation.request_id, 0))
+    await spend.flushed()
