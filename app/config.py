@@ -111,6 +111,9 @@ class SpendSettings(BaseSettings):
     # requests keep theirs fresh with a heartbeat every third of it.
     lease_ttl_s: float = Field(default=60.0, ge=1)
     reaper_interval_s: float = Field(default=5.0, gt=0)
+    # Settlements are written in batches after the answer is sent; a batch waits this long for
+    # company. Budgets stay exact meanwhile (the reservation holds the money).
+    settle_linger_s: float = Field(default=0.01, ge=0, le=1)
     budget_timezone: str = "UTC"
     # The output cap injected when a budget applies and the client set none.
     default_max_output_tokens: int = Field(default=4096, ge=1)

@@ -54,9 +54,9 @@ async def create_money_pool(settings: DatabaseSettings) -> asyncpg.Pool:
         min_size=1,
         max_size=settings.pool_size,
         connection_class=_NoResetConnection,
-        # A money call that takes this long fails closed: the request is refused with 503, or
-        # an unsettled lease is left for the reaper.
-        command_timeout=settings.statement_timeout_s,
+        # Enforced by the server, which costs the client nothing per call: a money call stuck
+        # this long (behind a lock, say) fails closed, with a 503 or a lease left for the reaper.
+        server_settings={"statement_timeout": str(int(settings.statement_timeout_s * 1000))},
         max_inactive_connection_lifetime=60,
     )
     return pool

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 log = logging.getLogger("tollgate.errors")
@@ -163,6 +164,13 @@ def _validation_error(_: Request, exc: Exception) -> Response:
     return error_response(400, message, "invalid_request_error", param=param, code="invalid_value")
 
 
+def _client_gone(_: Request, exc: Exception) -> Response:
+    """The client left before its request body arrived: nothing was metered and nobody is
+    listening. Not an error of ours, so no traceback in the logs."""
+    assert isinstance(exc, ClientDisconnect)
+    return Response(status_code=499)
+
+
 def _unhandled(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "The server had an error processing your request.", "server_error")
@@ -172,4 +180,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unhandled)

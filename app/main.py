@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from app.api import api_router
+from app.api import routers
 from app.api_keys.service import Authenticator, ensure_admin, resolve_key_secret
 from app.config import Settings, get_settings
 from app.db import create_engine, create_money_pool, create_sessionmaker
@@ -18,8 +18,9 @@ from app.gateway.catalog import ModelCatalog
 from app.gateway.metering import Meter
 from app.gateway.service import Gateway
 from app.gateway.upstream import Upstream
-from app.kit.logging import configure_logging
+from app.kit.logging import configure_logging, flush_logs
 from app.kit.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from app.kit.runtime import freeze_startup_heap
 from app.kit.tasks import every
 from app.kit.tokens import encoding_for
 from app.ratelimits.limiter import create_rate_limiter
@@ -52,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         functions = None
         if engine.dialect.name == "postgresql":
             pool = await create_money_pool(settings.database)
-            functions = MoneyFunctions(pool, settings.database.pool_timeout_s)
+            functions = MoneyFunctions(pool, settings.database.pool_timeout_s, settings.database.statement_timeout_s)
         spend = SpendService(sessionmaker, prices, settings.spend, functions)
         limiter = create_rate_limiter(
             settings.spend.redis_url,
@@ -66,7 +67,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tasks = [
             asyncio.create_task(every(settings.spend.reaper_interval_s, spend.reap_once), name="lease-reaper"),
             asyncio.create_task(every(settings.spend.lease_ttl_s / 3, spend.heartbeat_once), name="lease-heartbeat"),
+            asyncio.create_task(every(1.0, flush_logs), name="log-flush"),
         ]
+        freeze_startup_heap()
         try:
             yield
         finally:
@@ -77,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if functions is not None:
                 await functions.pool.close()
             await limiter.aclose()
+            await flush_logs()
             await upstream.aclose()
             await engine.dispose()
 
@@ -85,6 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="A metered gateway in front of the OpenAI API",
         version="0.1.0",
         lifespan=lifespan,
+        # FastAPI's built-in OpenTelemetry hooks look up providers on every request; unused here.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.gateway.max_body_bytes)
@@ -99,7 +105,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_age=600,
         )
     app.add_middleware(RequestContextMiddleware)
-    app.include_router(api_router)
+    for router in routers:
+        app.include_router(router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -5,9 +5,10 @@
     python bench/gateway.py --duration 20 --concurrency 1 8 64
 
 Tollgate runs on PostgreSQL with a real key and budget (every request authenticated, reserved,
-settled and written to the ledger), as one worker pinned to CPU 0. wrk and nginx share CPU 1.
-PostgreSQL is not pinned. Prints requests per second and latency percentiles for both, and the
-latency Tollgate adds.
+settled and written to the ledger), as one worker pinned to CPU 0. wrk, nginx and PostgreSQL
+share CPU 1 (PostgreSQL's processes are moved there for the run and moved back afterwards), so
+Tollgate's core is its own. Prints requests per second and latency percentiles for both, and
+the latency Tollgate adds.
 """
 
 from __future__ import annotations
@@ -17,12 +18,17 @@ import json
 import os
 import re
 import shutil
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 
@@ -77,6 +83,23 @@ def start_nginx(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
     proc = subprocess.Popen(["taskset", "-c", "1", shutil.which("nginx") or "nginx", "-c", str(workdir / "nginx.conf")])
     wait_http(f"http://127.0.0.1:{port}/v1/models")
     return proc, port
+
+
+@contextmanager
+def postgres_on_cpu(cpu: int) -> Iterator[None]:
+    """Moves PostgreSQL (postmaster, so new backends too, and every running process) to one CPU."""
+    pids = [int(p) for p in subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True).stdout.split()]
+    before = {}
+    for pid in pids:
+        with suppress(OSError):
+            before[pid] = os.sched_getaffinity(pid)
+            os.sched_setaffinity(pid, {cpu})
+    try:
+        yield
+    finally:
+        for pid, cpus in before.items():
+            with suppress(OSError):
+                os.sched_setaffinity(pid, cpus)
 
 
 def wait_http(url: str, timeout_s: float = 30) -> None:
@@ -161,6 +184,83 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` and its children (uvicorn's worker runs in a child)."""
+    pids = [
+        pid,
+        *(int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()),
+    ]
+    total_kb = 0
+    for one in pids:
+        with suppress(OSError):
+            status = Path(f"/proc/{one}/status").read_text()
+            total_kb += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+    return total_kb / 1024
+
+
+def ttfb_ms(port: int, path: str, body: bytes, token: str, n: int = 300) -> float:
+    """Median time to the first byte of the body, one request at a time on one keep-alive connection."""
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    samples = []
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        reader = sock.makefile("rb")
+        for _ in range(n):
+            started = time.perf_counter()
+            sock.sendall(head + body)
+            headers = _read_head(reader)
+            first = reader.read(1)
+            samples.append((time.perf_counter() - started) * 1000)
+            if "content-length" in headers:
+                reader.read(int(headers["content-length"]) - 1)
+            else:
+                _drain_chunked(reader, first)
+    return statistics.median(samples)
+
+
+def _read_head(reader: BinaryIO) -> dict[str, str]:
+    reader.readline()  # status line
+    headers = {}
+    while (line := reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return headers
+
+
+def _drain_chunked(reader: BinaryIO, first: bytes) -> None:
+    size_line = first + reader.readline()
+    while (size := int(size_line.strip(), 16)) > 0:
+        reader.read(size + 2)
+        size_line = reader.readline()
+    reader.readline()
+
+
+def measure(args: argparse.Namespace, workdir: Path, upstream_port: int, port: int, token: str) -> None:
+    print(
+        f"{'scenario':<12} {'conc':>4} | {'direct rps':>10} {'p50':>7} {'p90':>7} {'p99':>7} | "
+        f"{'tollgate rps':>12} {'p50':>7} {'p90':>7} {'p99':>7} | {'added p50':>9} {'added p99':>9} {'rps ratio':>9}"
+    )
+    for name in args.scenarios:
+        path, body, accept = SCENARIOS[name]
+        body_file = workdir / f"{name}.json"
+        body_file.write_text(json.dumps(body))
+        for c in args.concurrency:
+            direct = wrk(f"http://127.0.0.1:{upstream_port}{path}", body_file, "sk-bench", accept, c, args.duration)
+            through = wrk(f"http://127.0.0.1:{port}{path}", body_file, token, accept, c, args.duration)
+            if through.non2xx:
+                print(f"!! {through.non2xx} non-2xx answers from Tollgate; see {workdir / 'tollgate.log'}")
+            print(
+                f"{name:<12} {c:>4} | {direct.rps:>10.0f} {direct.p50:>7.2f} {direct.p90:>7.2f} {direct.p99:>7.2f} | "
+                f"{through.rps:>12.0f} {through.p50:>7.2f} {through.p90:>7.2f} {through.p99:>7.2f} | "
+                f"{through.p50 - direct.p50:>9.2f} {through.p99 - direct.p99:>9.2f} {through.rps / direct.rps:>9.3f}",
+                flush=True,
+            )
+    print("latencies in ms; 'added' = Tollgate minus direct at the same percentile")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
@@ -184,30 +284,22 @@ def main() -> int:
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
         print(
-            f"# {time.strftime('%Y-%m-%d')}: Tollgate pinned to CPU 0 (1 worker), wrk + nginx on CPU 1, "
-            f"PostgreSQL unpinned; {args.duration}s per cell",
+            f"# {time.strftime('%Y-%m-%d')}: Tollgate pinned to CPU 0 (1 worker); wrk, nginx and PostgreSQL "
+            f"on CPU 1; {args.duration}s per cell",
             flush=True,
         )
+        with postgres_on_cpu(1):
+            stream_body = json.dumps(SCENARIOS["chat-stream"][1]).encode()
+            ttfb_ms(port, "/v1/chat/completions", stream_body, token, n=50)  # warm-up
+            rss_start = rss_mb(gateway.pid)
+            measure(args, workdir, upstream_port, port, token)
+            direct_ttfb = ttfb_ms(upstream_port, "/v1/chat/completions", stream_body, "sk-bench")
+            tollgate_ttfb = ttfb_ms(port, "/v1/chat/completions", stream_body, token)
         print(
-            f"{'scenario':<12} {'conc':>4} | {'direct rps':>10} {'p50':>7} {'p90':>7} {'p99':>7} | "
-            f"{'tollgate rps':>12} {'p50':>7} {'p90':>7} {'p99':>7} | {'added p50':>9} {'added p99':>9} {'rps ratio':>9}"
+            f"streamed chat, time to first byte (median of 300, c=1): direct {direct_ttfb:.2f} ms, "
+            f"Tollgate {tollgate_ttfb:.2f} ms, added {tollgate_ttfb - direct_ttfb:.2f} ms"
         )
-        for name in args.scenarios:
-            path, body, accept = SCENARIOS[name]
-            body_file = workdir / f"{name}.json"
-            body_file.write_text(json.dumps(body))
-            for c in args.concurrency:
-                direct = wrk(f"http://127.0.0.1:{upstream_port}{path}", body_file, "sk-bench", accept, c, args.duration)
-                through = wrk(f"http://127.0.0.1:{port}{path}", body_file, token, accept, c, args.duration)
-                if through.non2xx:
-                    print(f"!! {through.non2xx} non-2xx answers from Tollgate; see {workdir / 'tollgate.log'}")
-                print(
-                    f"{name:<12} {c:>4} | {direct.rps:>10.0f} {direct.p50:>7.2f} {direct.p90:>7.2f} {direct.p99:>7.2f} | "
-                    f"{through.rps:>12.0f} {through.p50:>7.2f} {through.p90:>7.2f} {through.p99:>7.2f} | "
-                    f"{through.p50 - direct.p50:>9.2f} {through.p99 - direct.p99:>9.2f} {through.rps / direct.rps:>9.3f}",
-                    flush=True,
-                )
-        print("latencies in ms; 'added' = Tollgate minus direct at the same percentile")
+        print(f"Tollgate resident memory: {rss_start:.0f} MB after warm-up, {rss_mb(gateway.pid):.0f} MB at the end")
     finally:
         gateway.terminate()
         gateway.wait(10)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
 import re
 import sys
+import time
 from contextvars import ContextVar
-from datetime import UTC, datetime
+from typing import TextIO
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -22,8 +25,9 @@ def scrub(text: str) -> str:
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         entry: dict[str, object] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": f"{stamp}.{int(record.msecs):03d}+00:00",
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -44,8 +48,38 @@ class TextFormatter(logging.Formatter):
         return scrub(f"{base} request_id={rid}" if rid else base)
 
 
+class BufferedStreamHandler(logging.StreamHandler[TextIO]):
+    """Writes lines without a flush (a syscall) per line: at a thousand requests a second the
+    per-request line was a tenth of the CPU. Warnings and errors are flushed at once; the rest
+    within ``flush_logs``'s period (the server runs it every second)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.stream.write(self.format(record) + self.terminator)
+            if record.levelno >= logging.WARNING:
+                self.flush()
+        except Exception:
+            self.handleError(record)
+
+
+async def flush_logs() -> None:
+    """A coroutine so the lifespan's periodic runner can call it."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+
+
+def _buffered_stderr() -> TextIO:
+    """stderr is line-buffered (a write per line); this is a block-buffered file on a copy of its
+    descriptor, so closing it never closes stderr itself."""
+    try:
+        fd = os.dup(sys.stderr.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return sys.stderr  # stderr replaced by something without a descriptor (a test runner's capture)
+    return open(fd, "w", encoding="utf-8", errors="backslashreplace", buffering=64 * 1024)
+
+
 def configure_logging(level: str, as_json: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = BufferedStreamHandler(_buffered_stderr())
     handler.setFormatter(JsonFormatter() if as_json else TextFormatter("%(levelname)s %(name)s %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 import asyncpg
 from sqlalchemy import ColumnElement, and_, case, delete, or_, select, update
@@ -128,18 +129,19 @@ class MoneyFunctions:
     Not SQLAlchemy's pool: its checkout ping and its rollback on return were two extra round
     trips around every one-statement call."""
 
-    def __init__(self, pool: asyncpg.Pool, acquire_timeout_s: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, acquire_timeout_s: float, statement_timeout_s: float) -> None:
         self.pool = pool
         self.acquire_timeout_s = acquire_timeout_s
+        self.statement_timeout_s = statement_timeout_s
 
-    async def reserve(self, args: ReserveArgs) -> ReserveOutcome:
+    async def reserve_batch(self, items: Sequence[ReserveArgs], now: datetime, ttl_s: float) -> list[ReserveOutcome]:
+        """One transaction for the whole batch, each item decided in order; see tollgate_reserve_batch."""
+        payload = json.dumps([item._asdict() for item in items], default=str)
         async with self.pool.acquire(timeout=self.acquire_timeout_s) as conn:
-            row = await conn.fetchrow(
-                "SELECT * FROM tollgate_reserve($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-                *astuple(args),
-            )
-        assert row is not None
-        return ReserveOutcome(row["outcome"], row["budget_id"], row["cap"], row["amount"], list(row["budget_ids"]))
+            rows = await conn.fetch("SELECT * FROM tollgate_reserve_batch($1, $2, $3)", payload, now, ttl_s)
+        outcomes = [ReserveOutcome(r["outcome"], r["budget_id"], r["cap"], r["amount"], r["budget_ids"]) for r in rows]
+        assert [r["idx"] for r in rows] == list(range(len(items)))
+        return outcomes
 
     async def settle_batch(self, items: Sequence[PendingSettlement], now: datetime) -> None:
         """One transaction for the whole batch; see tollgate_settle_batch."""
@@ -148,7 +150,8 @@ class MoneyFunctions:
             default=str,
         )
         async with self.pool.acquire(timeout=self.acquire_timeout_s) as conn:
-            await conn.execute("SELECT tollgate_settle_batch($1, $2)", payload, now)
+            # Also timed on this side (once per batch): a dead connection must not stall the queue.
+            await conn.execute("SELECT tollgate_settle_batch($1, $2)", payload, now, timeout=self.statement_timeout_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,8 +161,9 @@ class PendingSettlement:
     usage: dict[str, object]  # the ledger row
 
 
-@dataclass(slots=True)
-class ReserveArgs:
+class ReserveArgs(NamedTuple):
+    """One item of tollgate_reserve_batch (Decimal rates travel as exact decimal strings)."""
+
     request_id: str
     key_id: str
     user_id: str
@@ -173,8 +177,6 @@ class ReserveArgs:
     min_cap: int
     choices: int
     has_output: bool
-    now: datetime
-    ttl_s: float
 
 
 @dataclass(slots=True)

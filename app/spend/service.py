@@ -20,7 +20,7 @@ from app.api_keys.schemas import Principal
 from app.config import SpendSettings
 from app.db import DB_ERRORS
 from app.errors import BudgetExceeded, ServiceUnavailable
-from app.kit.batching import GroupCommit
+from app.kit.batching import BatchCall, GroupCommit
 from app.kit.db_types import utcnow
 from app.kit.periods import period_bounds
 from app.models import Budget, BudgetLease
@@ -31,6 +31,7 @@ from app.spend.repository import (
     MoneyFunctions,
     PendingSettlement,
     ReserveArgs,
+    ReserveOutcome,
 )
 from app.usage.pricing import PriceBook, TokenUsage
 from app.usage.repository import UsageRepository
@@ -69,15 +70,21 @@ class SpendService:
         self.sessionmaker = sessionmaker
         self.prices = prices
         self.settings = settings
-        # PostgreSQL: one server-side call per reservation and settlement. SQLite: statements.
+        # PostgreSQL: reservations and settlements are server-side calls, each shared by the
+        # requests that arrive (or finish) together. SQLite: statements.
         self.functions = functions
         self.in_flight: set[str] = set()
-        self.settlements: GroupCommit[PendingSettlement] = GroupCommit(self._write_settlements)
+        self.settlements: GroupCommit[PendingSettlement] = GroupCommit(
+            self._write_settlements, linger_s=settings.settle_linger_s
+        )
+        self._reservations: BatchCall[ReserveArgs, ReserveOutcome] = BatchCall(
+            self._reserve_batch, on_orphan=self._release_orphan
+        )
 
     async def reserve(self, principal: Principal, request_id: str, estimate: Estimate) -> Reservation:
         try:
             if self.functions is not None:
-                reservation = await self._reserve_in_database(self.functions, principal, request_id, estimate)
+                reservation = await self._reserve_in_database(principal, request_id, estimate)
             else:
                 async with self.sessionmaker() as session:
                     reservation = await self._reserve(session, principal, request_id, estimate)
@@ -91,39 +98,56 @@ class SpendService:
             self.in_flight.add(request_id)
         return reservation
 
-    async def _reserve_in_database(
-        self, functions: MoneyFunctions, principal: Principal, request_id: str, estimate: Estimate
-    ) -> Reservation:
+    async def _reserve_in_database(self, principal: Principal, request_id: str, estimate: Estimate) -> Reservation:
         in_rate, out_rate = self.prices.worst_case_rates(estimate.model)
-        now = utcnow()
-        outcome = await functions.reserve(
-            ReserveArgs(
-                request_id,
-                principal.key_id,
-                principal.user_id,
-                principal.team_id,
-                estimate.endpoint,
-                estimate.model,
-                estimate.prompt_tokens,
-                in_rate,
-                out_rate,
-                self.output_ceiling(estimate),
-                self.settings.min_output_tokens,
-                estimate.choices,
-                estimate.has_output,
-                now,
-                self.settings.lease_ttl_s,
-            )
+        args = ReserveArgs(
+            request_id,
+            principal.key_id,
+            principal.user_id,
+            principal.team_id,
+            estimate.endpoint,
+            estimate.model,
+            estimate.prompt_tokens,
+            in_rate,
+            out_rate,
+            self.output_ceiling(estimate),
+            self.settings.min_output_tokens,
+            estimate.choices,
+            estimate.has_output,
         )
+        outcome = await self._reservations(args)
         if outcome.outcome == "refused":
             async with self.sessionmaker() as session:
                 budget = await BudgetRepository(session).get_by_id(outcome.budget_id)
             assert budget is not None
-            raise _exceeded(budget, now)
+            raise _exceeded(budget, utcnow())
         if outcome.outcome == "unbudgeted":
             return Reservation(request_id)
         cap = outcome.cap if estimate.has_output else None
         return Reservation(request_id, outcome.budget_ids, outcome.amount, cap)
+
+    async def _reserve_batch(self, items: list[ReserveArgs]) -> list[ReserveOutcome]:
+        assert self.functions is not None
+        return await self.functions.reserve_batch(items, utcnow(), self.settings.lease_ttl_s)
+
+    def _release_orphan(self, args: ReserveArgs, outcome: ReserveOutcome) -> None:
+        """The caller went away while its reservation was being made: give the money back."""
+        if outcome.outcome != "reserved":
+            return
+        settlement = Settlement(
+            request_id=args.request_id,
+            endpoint=args.endpoint,
+            model=args.model,
+            tokens=TokenUsage(),
+            cost_micros=0,
+            status=ledger.STATUS_CLIENT_DISCONNECTED,
+            http_status=499,
+            latency_ms=0,
+            usage_source=ledger.SOURCE_ESTIMATED,
+            error_code="cancelled",
+        )
+        values = record_values(args.key_id, args.user_id, args.team_id, settlement)
+        self.settlements.submit(PendingSettlement(args.request_id, 0, values))
 
     def output_ceiling(self, estimate: Estimate) -> int:
         """The cap before the budget has its say: the client's own, else the model's or the default."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import httpx
@@ -184,3 +186,23 @@ async def test_cors_preflight_for_configured_origins(settings: Settings, mock_up
     assert allowed.status_code == 200
     assert allowed.headers["access-control-allow-origin"] == "https://app.example"
     assert "access-control-allow-origin" not in other.headers
+
+
+async def test_client_leaving_mid_body_is_quiet_and_writes_nothing(
+    tollgate: LiveServer, tenant: Tenant, engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A load generator stopping, or a phone losing signal, while the body is on its way."""
+    host, port = tollgate.url.removeprefix("http://").split(":")
+    _, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Authorization: Bearer {tenant.token}\r\nContent-Length: 1000\r\n\r\n".encode()
+        + b'{"model": "gpt-4o-mini", "mess'
+    )
+    await writer.drain()
+    await asyncio.sleep(0.2)  # the handler is now waiting for the rest of the body
+    writer.close()
+    await writer.wait_closed()
+    await asyncio.sleep(0.2)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "a client leaving is not a server error"
+    assert await usage_rows(engine, tenant.key_id) == []

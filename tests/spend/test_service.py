@@ -8,16 +8,15 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from app.api_keys.schemas import Principal
 from app.config import SpendSettings
 from app.kit.crypto import new_id
 from app.kit.db_types import utcnow
-from app.kit.periods import EPOCH
-from app.models import Budget, BudgetLease
+from app.models import BudgetLease
 from app.spend.service import Estimate, SpendService
 from app.usage.pricing import PriceBook, TokenUsage
 from app.usage.service import Settlement
 from tests.fixtures.servers import PRICED, PRICED_MODEL, usage_rows
+from tests.spend.helpers import load_budget, principal_with_budget
 
 
 @pytest.fixture
@@ -26,36 +25,10 @@ async def spend(engine: AsyncEngine) -> SpendService:
     return SpendService(sessionmaker, PriceBook({PRICED_MODEL: PRICED}), SpendSettings())
 
 
-async def _principal_with_budget(spend: SpendService) -> tuple[Principal, str]:
-    """A key-scoped lifetime budget of $1 for a principal that exists only in this test."""
-    principal = Principal(new_id("key"), "", new_id("user"), "u", None, "member", None, None)
-    budget = Budget(
-        id=new_id("budget"),
-        scope="key",
-        scope_id=principal.key_id,
-        period="lifetime",
-        timezone="UTC",
-        limit_micros=1_000_000,
-        spent_micros=0,
-        reserved_micros=0,
-        period_start=EPOCH,
-    )
-    async with spend.sessionmaker.begin() as session:
-        session.add(budget)
-    return principal, budget.id
-
-
 def _settlement(request_id: str, cost: int) -> Settlement:
     return Settlement(
         request_id, "chat.completions", PRICED_MODEL, TokenUsage(10, 0, 5, 0), cost, "ok", 200, 1, "upstream"
     )
-
-
-async def _budget(spend: SpendService, budget_id: str) -> Budget:
-    async with spend.sessionmaker() as session:
-        budget = await session.get(Budget, budget_id)
-        assert budget is not None
-        return budget
 
 
 async def _expire(spend: SpendService, request_id: str) -> None:
@@ -69,13 +42,13 @@ async def _expire(spend: SpendService, request_id: str) -> None:
 
 
 async def test_settling_twice_charges_once(spend: SpendService, engine: AsyncEngine) -> None:
-    principal, budget_id = await _principal_with_budget(spend)
+    principal, budget_id = await principal_with_budget(spend.sessionmaker)
     reservation = await spend.reserve(principal, new_id("req"), Estimate(PRICED_MODEL, "chat", 10, 100))
     assert reservation.amount == 10 * 2 + 100 * 8
     spend.settle(principal, reservation, _settlement(reservation.request_id, 60))
     spend.settle(principal, reservation, _settlement(reservation.request_id, 60))
     await spend.flushed()
-    budget = await _budget(spend, budget_id)
+    budget = await load_budget(spend.sessionmaker, budget_id)
     assert (budget.spent_micros, budget.reserved_micros) == (60, 0)
     assert len(await usage_rows(engine, principal.key_id)) == 1
 
@@ -83,20 +56,20 @@ async def test_settling_twice_charges_once(spend: SpendService, engine: AsyncEng
 async def test_late_settlement_after_the_reaper_does_not_double_charge(
     spend: SpendService, engine: AsyncEngine
 ) -> None:
-    principal, budget_id = await _principal_with_budget(spend)
+    principal, budget_id = await principal_with_budget(spend.sessionmaker)
     reservation = await spend.reserve(principal, new_id("req"), Estimate(PRICED_MODEL, "chat", 10, 100))
     await _expire(spend, reservation.request_id)
     await spend.reap_once()  # this replica's reaper, or the running test server's, takes the lease
     spend.settle(principal, reservation, _settlement(reservation.request_id, 60))
     await spend.flushed()
-    budget = await _budget(spend, budget_id)
+    budget = await load_budget(spend.sessionmaker, budget_id)
     [row] = await usage_rows(engine, principal.key_id)
     assert (row.status, row.cost_micros) == ("lease_expired", reservation.amount)
     assert (budget.spent_micros, budget.reserved_micros) == (reservation.amount, 0)
 
 
 async def test_heartbeat_keeps_live_leases_from_the_reaper(spend: SpendService) -> None:
-    principal, budget_id = await _principal_with_budget(spend)
+    principal, budget_id = await principal_with_budget(spend.sessionmaker)
     reservation = await spend.reserve(principal, new_id("req"), Estimate(PRICED_MODEL, "chat", 10, 100))
     async with spend.sessionmaker.begin() as session:  # about to expire, as a long stream's lease would be
         await session.execute(
@@ -110,10 +83,10 @@ async def test_heartbeat_keeps_live_leases_from_the_reaper(spend: SpendService) 
         assert lease is not None
         assert lease.expires_at > utcnow() + timedelta(seconds=spend.settings.lease_ttl_s - 5)
     await spend.reap_once()
-    assert (await _budget(spend, budget_id)).reserved_micros == reservation.amount
+    assert (await load_budget(spend.sessionmaker, budget_id)).reserved_micros == reservation.amount
     spend.settle(principal, reservation, _settlement(reservation.request_id, 0))
     await spend.flushed()
-    assert (await _budget(spend, budget_id)).reserved_micros == 0
+    assert (await load_budget(spend.sessionmaker, budget_id)).reserved_micros == 0
 
 
 async def test_model_maximum_caps_the_injected_output(engine: AsyncEngine) -> None:
@@ -121,7 +94,7 @@ async def test_model_maximum_caps_the_injected_output(engine: AsyncEngine) -> No
     spend = SpendService(
         async_sessionmaker(engine, expire_on_commit=False), PriceBook({PRICED_MODEL: PRICED}), settings
     )
-    principal, _ = await _principal_with_budget(spend)
+    principal, _ = await principal_with_budget(spend.sessionmaker)
     reservation = await spend.reserve(principal, new_id("req"), Estimate(PRICED_MODEL, "chat", 10, None))
     assert reservation.output_cap == 7
     assert reservation.amount == 10 * 2 + 7 * 8

@@ -1,0 +1,118 @@
+"""Batched reservations on PostgreSQL: one call, each item decided in order, as if sent alone."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from app.api_keys.schemas import Principal
+from app.config import DatabaseSettings, SpendSettings
+from app.db import create_money_pool
+from app.kit.crypto import new_id
+from app.kit.db_types import utcnow
+from app.models import BudgetLease
+from app.spend.repository import MoneyFunctions, ReserveArgs
+from app.spend.service import Estimate, SpendService
+from app.usage.pricing import PriceBook
+from tests.fixtures.servers import PRICED, PRICED_MODEL, usage_rows
+from tests.spend.helpers import load_budget, new_principal, principal_with_budget
+
+# PRICED_MODEL: 2 micro-dollars per input token, 8 per output token.
+PROMPT, CAP = 10, 100
+WORST = PROMPT * 2 + CAP * 8
+ENDPOINT = "test.batches"
+
+
+@pytest.fixture
+async def spend(engine: AsyncEngine, database_url: str) -> AsyncIterator[SpendService]:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("batched reservations are PostgreSQL's fast path")
+    pool = await create_money_pool(DatabaseSettings(url=database_url))
+    functions = MoneyFunctions(pool, acquire_timeout_s=5, statement_timeout_s=10)
+    sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+    service = SpendService(sessionmaker, PriceBook({PRICED_MODEL: PRICED}), SpendSettings(), functions)
+    yield service
+    await service.flushed()
+    await pool.close()
+    # Leases these tests leave open would be reaped (and counted) by other tests' servers.
+    async with engine.begin() as conn:
+        await conn.execute(delete(BudgetLease).where(BudgetLease.endpoint == ENDPOINT))
+
+
+def _args(principal: Principal, cap: int = CAP) -> ReserveArgs:
+    return ReserveArgs(
+        new_id("req"),
+        principal.key_id,
+        principal.user_id,
+        None,
+        ENDPOINT,
+        PRICED_MODEL,
+        PROMPT,
+        Decimal(2),
+        Decimal(8),
+        cap,
+        1,
+        1,
+        True,
+    )
+
+
+async def test_one_batch_decides_each_item_against_the_ones_before_it(spend: SpendService) -> None:
+    assert spend.functions is not None
+    principal, budget_id = await principal_with_budget(spend.sessionmaker, 2 * WORST + 100)
+    unbudgeted = new_principal()
+    items = [_args(principal), _args(principal), _args(principal), _args(unbudgeted), _args(principal)]
+    outcomes = await spend.functions.reserve_batch(items, utcnow(), 60)
+    assert [o.outcome for o in outcomes] == ["reserved", "reserved", "reserved", "unbudgeted", "refused"]
+    assert [o.amount for o in outcomes[:2]] == [WORST, WORST]
+    # The third fits only with a smaller answer: the cap is lowered to what the room left pays for.
+    assert outcomes[2].cap == (100 - PROMPT * 2) // 8
+    assert outcomes[4].budget_id == budget_id
+    budget = await load_budget(spend.sessionmaker, budget_id)
+    assert budget.reserved_micros == sum(o.amount for o in outcomes) <= budget.limit_micros
+    async with spend.sessionmaker() as session:
+        leases = (await session.execute(select(BudgetLease).where(BudgetLease.api_key_id == principal.key_id))).all()
+    assert len(leases) == 3
+
+
+async def test_concurrent_reservations_share_calls_and_never_overspend(spend: SpendService) -> None:
+    principal, budget_id = await principal_with_budget(spend.sessionmaker, 5 * WORST)
+    estimate = Estimate(PRICED_MODEL, ENDPOINT, PROMPT, CAP)
+    outcomes = await asyncio.gather(
+        *(spend.reserve(principal, new_id("req"), estimate) for _ in range(40)), return_exceptions=True
+    )
+    reserved = [o for o in outcomes if not isinstance(o, BaseException)]
+    assert (
+        sum(r.amount for r in reserved)
+        == (await load_budget(spend.sessionmaker, budget_id)).reserved_micros
+        <= 5 * WORST
+    )
+    assert len(reserved) == 5
+    assert spend._reservations.batches < 40
+
+
+async def test_a_reservation_whose_caller_left_is_given_back(spend: SpendService, engine: AsyncEngine) -> None:
+    principal, budget_id = await principal_with_budget(spend.sessionmaker, 10 * WORST)
+    estimate = Estimate(PRICED_MODEL, ENDPOINT, PROMPT, CAP)
+    leaving = asyncio.create_task(spend.reserve(principal, new_id("req"), estimate))
+    for _ in range(1000):  # until the call is on its way to the database
+        if spend._reservations.batches:
+            break
+        await asyncio.sleep(0)
+    leaving.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
+    for _ in range(100):
+        await spend.flushed()
+        if await usage_rows(engine, principal.key_id):
+            break
+        await asyncio.sleep(0.02)
+    [row] = await usage_rows(engine, principal.key_id)
+    assert (row.status, row.cost_micros, row.http_status) == ("client_disconnected", 0, 499)
+    budget = await load_budget(spend.sessionmaker, budget_id)
+    assert (budget.reserved_micros, budget.spent_micros) == (0, 0)
