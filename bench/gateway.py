@@ -269,6 +269,8 @@ def main() -> int:
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS))
     args = parser.parse_args()
     ensure_tools()
+    # This process is a client too (time to first byte): keep it off Tollgate's core.
+    os.sched_setaffinity(0, {1})
     workdir = Path(tempfile.mkdtemp(prefix="tollgate-bench-"))
     nginx, upstream_port = start_nginx(workdir)
     port = free_port()

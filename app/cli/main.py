@@ -56,6 +56,9 @@ def serve(
         log_config=None,
         access_log=False,
         proxy_headers=False,
+        # The fast event loop and HTTP parser (both from uvicorn[standard]), never a silent fallback.
+        loop="uvloop",
+        http="httptools",
     )
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 
 import httpx
 import pytest
 
-from app.kit.logging import JsonFormatter, request_id_var, scrub
+from app.kit.logging import BufferedStreamHandler, JsonFormatter, flush_logs, request_id_var, scrub
 from tests.fixtures.live_server import LiveServer
 from tests.fixtures.servers import ADMIN_KEY, UPSTREAM_KEY, Tenant
 
@@ -35,3 +36,36 @@ def test_json_lines_have_the_request_id_and_scrub_keys() -> None:
     assert line["request_id"] == "req_abc"
     assert line["msg"] == "saw tg-[redacted]"
     assert scrub("Bearer sk-proj-abcdefghijkl") == "Bearer sk-[redacted]"
+
+
+class _CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+        super().flush()
+
+
+async def test_info_lines_are_buffered_and_warnings_flushed_at_once() -> None:
+    stream = _CountingStream()
+    handler = BufferedStreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("tollgate.test-buffering")
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    try:
+        logger.warning("first")
+        assert stream.flushes == 1
+        for _ in range(100):
+            logger.info("a request line")
+        assert stream.flushes == 1, "a request line must not cost a flush"
+        assert stream.getvalue().count("a request line") == 100
+        logging.getLogger().addHandler(handler)
+        await flush_logs()
+        assert stream.flushes == 2
+    finally:
+        logging.getLogger().removeHandler(handler)
+        logger.removeHandler(handler)

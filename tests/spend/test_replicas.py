@@ -119,15 +119,17 @@ async def test_kill_9_mid_stream_then_restart_settles_orphaned_leases(
                 pass
 
     tasks = [asyncio.create_task(stream()) for _ in range(5)]
-    await _until(lambda: lease_count(engine), 5)
-    victim.kill9()
+    try:
+        await _until(lambda: lease_count(engine, tenant.key_id), 5)
+    finally:
+        victim.kill9()  # also when the wait failed: a test must never leave a server running
     await asyncio.gather(*tasks)
     reserved = (await admin.budget_state(budget_id))["reserved_micros"]
     assert reserved > 0, "the killed process could not settle"
 
     restarted = TollgateProcess(tmp_path, env, "--skip-migrations")
     try:
-        await _until(lambda: lease_count(engine), 0, timeout_s=15)
+        await _until(lambda: lease_count(engine, tenant.key_id), 0, timeout_s=15)
         state = await admin.budget_state(budget_id)
         rows = await usage_rows(engine, tenant.key_id)
         assert {r.status for r in rows} == {"lease_expired"} and len(rows) == 5
