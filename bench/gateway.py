@@ -261,6 +261,44 @@ def measure(args: argparse.Namespace, workdir: Path, upstream_port: int, port: i
     print("latencies in ms; 'added' = Tollgate minus direct at the same percentile")
 
 
+@dataclass
+class Rig:
+    workdir: Path
+    upstream_port: int
+    port: int
+    token: str
+    gateway: subprocess.Popen[bytes]
+
+
+@contextmanager
+def rig(database_url: str, prefix: str) -> Iterator[Rig]:
+    """nginx as the upstream, a fresh database with a key and a budget, and one Tollgate worker
+    pinned to CPU 0, answering; all stopped on the way out."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    nginx, upstream_port = start_nginx(workdir)
+    try:
+        port = free_port()
+        env = tollgate_env(database_url, upstream_port, port)
+        token = prepare_database(database_url, env)
+        command = [sys.executable, "-m", "app.cli.main", "serve", "--skip-migrations", "--workers", "1"]
+        gateway = subprocess.Popen(
+            ["taskset", "-c", "0", *command],
+            env=env,
+            cwd=HERE.parent,
+            stdout=(workdir / "tollgate.log").open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_http(f"http://127.0.0.1:{port}/healthz")
+            yield Rig(workdir, upstream_port, port, token, gateway)
+        finally:
+            gateway.terminate()
+            gateway.wait(10)
+    finally:
+        nginx.terminate()
+        nginx.wait(10)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
@@ -271,20 +309,7 @@ def main() -> int:
     ensure_tools()
     # This process is a client too (time to first byte): keep it off Tollgate's core.
     os.sched_setaffinity(0, {1})
-    workdir = Path(tempfile.mkdtemp(prefix="tollgate-bench-"))
-    nginx, upstream_port = start_nginx(workdir)
-    port = free_port()
-    env = tollgate_env(args.database_url, upstream_port, port)
-    token = prepare_database(args.database_url, env)
-    gateway = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, "-m", "app.cli.main", "serve", "--skip-migrations", "--workers", "1"],
-        env=env,
-        cwd=HERE.parent,
-        stdout=(workdir / "tollgate.log").open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/healthz")
+    with rig(args.database_url, "tollgate-bench-") as r:
         print(
             f"# {time.strftime('%Y-%m-%d')}: Tollgate pinned to CPU 0 (1 worker); wrk, nginx and PostgreSQL "
             f"on CPU 1; {args.duration}s per cell",
@@ -292,21 +317,16 @@ def main() -> int:
         )
         with postgres_on_cpu(1):
             stream_body = json.dumps(SCENARIOS["chat-stream"][1]).encode()
-            ttfb_ms(port, "/v1/chat/completions", stream_body, token, n=50)  # warm-up
-            rss_start = rss_mb(gateway.pid)
-            measure(args, workdir, upstream_port, port, token)
-            direct_ttfb = ttfb_ms(upstream_port, "/v1/chat/completions", stream_body, "sk-bench")
-            tollgate_ttfb = ttfb_ms(port, "/v1/chat/completions", stream_body, token)
+            ttfb_ms(r.port, "/v1/chat/completions", stream_body, r.token, n=50)  # warm-up
+            rss_start = rss_mb(r.gateway.pid)
+            measure(args, r.workdir, r.upstream_port, r.port, r.token)
+            direct_ttfb = ttfb_ms(r.upstream_port, "/v1/chat/completions", stream_body, "sk-bench")
+            tollgate_ttfb = ttfb_ms(r.port, "/v1/chat/completions", stream_body, r.token)
         print(
             f"streamed chat, time to first byte (median of 300, c=1): direct {direct_ttfb:.2f} ms, "
             f"Tollgate {tollgate_ttfb:.2f} ms, added {tollgate_ttfb - direct_ttfb:.2f} ms"
         )
-        print(f"Tollgate resident memory: {rss_start:.0f} MB after warm-up, {rss_mb(gateway.pid):.0f} MB at the end")
-    finally:
-        gateway.terminate()
-        gateway.wait(10)
-        nginx.terminate()
-        nginx.wait(10)
+        print(f"Tollgate resident memory: {rss_start:.0f} MB after warm-up, {rss_mb(r.gateway.pid):.0f} MB at the end")
     return 0
 
 

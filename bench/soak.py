@@ -16,21 +16,10 @@ import re
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
-from gateway import (
-    HERE,
-    postgres_on_cpu,
-    prepare_database,
-    rss_mb,
-    start_nginx,
-    tollgate_env,
-    wait_http,
-)
-from gateway import free_port as _free_port
+from gateway import HERE, postgres_on_cpu, rig, rss_mb
 
 DISCONNECT_BODY = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hi"}],"stream":true}'
 
@@ -93,47 +82,28 @@ def main() -> int:
     parser.add_argument("--database-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/tollgate_bench")
     args = parser.parse_args()
     os.sched_setaffinity(0, {1})  # the hang-up client stays off Tollgate's core
-    workdir = Path(tempfile.mkdtemp(prefix="tollgate-soak-"))
-    nginx, upstream_port = start_nginx(workdir)
-    port = _free_port()
-    env = tollgate_env(args.database_url, upstream_port, port)
-    token = prepare_database(args.database_url, env)
     database = args.database_url.rsplit("/", 1)[1]
-    gateway = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, "-m", "app.cli.main", "serve", "--skip-migrations", "--workers", "1"],
-        env=env,
-        cwd=HERE.parent,
-        stdout=(workdir / "tollgate.log").open("w"),
-        stderr=subprocess.STDOUT,
-    )
     stop, hung_up = threading.Event(), [0]
-    try:
-        wait_http(f"http://127.0.0.1:{port}/healthz")
-        with postgres_on_cpu(1):
-            threading.Thread(target=hang_ups, args=(port, token, stop, hung_up), daemon=True).start()
+    with rig(args.database_url, "tollgate-soak-") as r, postgres_on_cpu(1):
+        threading.Thread(target=hang_ups, args=(r.port, r.token, stop, hung_up), daemon=True).start()
+        try:
             total, errors, rate = 0, 0, 1000.0
-            warm = args.requests // 10
-            while total < warm:
-                done, bad = wrk_requests(port, token, 10, args.connections)
+            while total < args.requests // 10:
+                done, bad = wrk_requests(r.port, r.token, 10, args.connections)
                 total, errors, rate = total + done, errors + bad, done / 10
-            print(f"after warm-up ({total:,} requests, {rate:.0f}/s): {snapshot(gateway.pid, database)}", flush=True)
+            print(f"after warm-up ({total:,} requests, {rate:.0f}/s): {snapshot(r.gateway.pid, database)}", flush=True)
             while total < args.requests:
                 chunk = max(10, min(300, int((args.requests - total) / rate) + 1))
-                done, bad = wrk_requests(port, token, chunk, args.connections)
+                done, bad = wrk_requests(r.port, r.token, chunk, args.connections)
                 total, errors = total + done, errors + bad
-                print(f"  {total:,} requests: {snapshot(gateway.pid, database)}", flush=True)
+                print(f"  {total:,} requests: {snapshot(r.gateway.pid, database)}", flush=True)
+        finally:
             stop.set()
-            time.sleep(1)
-            print(
-                f"at the end ({total:,} requests, {errors} non-2xx, {hung_up[0]:,} hang-ups): "
-                f"{snapshot(gateway.pid, database)}"
-            )
-    finally:
-        stop.set()
-        gateway.terminate()
-        gateway.wait(10)
-        nginx.terminate()
-        nginx.wait(10)
+        time.sleep(1)
+        print(
+            f"at the end ({total:,} requests, {errors} non-2xx, {hung_up[0]:,} hang-ups): "
+            f"{snapshot(r.gateway.pid, database)}"
+        )
     return 0
 
 
