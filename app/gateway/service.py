@@ -94,8 +94,7 @@ class Gateway:
         cap = admission.reservation.output_cap
         if cap is not None and cap != estimate.requested_cap:
             # The cap that was reserved is the cap upstream must enforce.
-            body = {**body, cap_field: cap}
-            raw = _dump(body)
+            body, raw = with_fields(body, raw, {cap_field: cap})
         if req.stream:
             return await self._chat_stream(ctx, admission, req, body, raw)
 
@@ -144,8 +143,8 @@ class Gateway:
     ) -> Response:
         if not req.client_wants_usage:
             # Always ask for usage: billing depends on it. The client never sees the extra event.
-            body = {**body, "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
-            raw = _dump(body)
+            options = {**(body.get("stream_options") or {}), "include_usage": True}
+            body, raw = with_fields(body, raw, {"stream_options": options})
         response = await self._send(ctx, admission, self.upstream.stream("/chat/completions", raw))
         upstream_id = response.headers.get("x-request-id")
 
@@ -207,8 +206,18 @@ class Gateway:
         await self.meter.finish(admission, settlement)
 
 
-def _dump(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+def with_fields(body: dict[str, Any], raw: bytes, fields: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+    """The body with ``fields`` set. Fields the client did not send are spliced in front of its
+    own bytes, which stay exactly as sent (and a large prompt is not serialised again); a field
+    it did send is replaced by serialising the whole body."""
+    merged = {**body, **fields}
+    if any(name in body for name in fields):
+        return merged, json.dumps(merged, separators=(",", ":"), ensure_ascii=False).encode()
+    start = raw.index(b"{") + 1
+    added = json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()[1:-1]
+    rest = raw[start:]
+    separator = b"" if rest.lstrip().startswith(b"}") else b","
+    return merged, raw[:start] + added + separator + rest
 
 
 def _message_text(parsed: dict[str, Any]) -> str:

@@ -138,7 +138,14 @@ class MoneyFunctions:
         """One transaction for the whole batch, each item decided in order; see tollgate_reserve_batch."""
         payload = json.dumps([item._asdict() for item in items], default=str)
         async with self.pool.acquire(timeout=self.acquire_timeout_s) as conn:
-            rows = await conn.fetch("SELECT * FROM tollgate_reserve_batch($1, $2, $3)", payload, now, ttl_s)
+            # Timed on this side too (once per batch): a dead connection must not hang every request.
+            rows = await conn.fetch(
+                "SELECT * FROM tollgate_reserve_batch($1, $2, $3)",
+                payload,
+                now,
+                ttl_s,
+                timeout=self.statement_timeout_s,
+            )
         outcomes = [ReserveOutcome(r["outcome"], r["budget_id"], r["cap"], r["amount"], r["budget_ids"]) for r in rows]
         assert [r["idx"] for r in rows] == list(range(len(items)))
         return outcomes
