@@ -3,16 +3,22 @@ from fastapi import APIRouter
 from app.accounts.endpoints import router as accounts_router
 from app.api_keys.endpoints import me_router
 from app.api_keys.endpoints import router as keys_router
+from app.assistants.endpoints import router as assistants_router
 from app.budgets.endpoints import router as budgets_router
 from app.gateway.endpoints import router as gateway_router
 from app.ratelimits.endpoints import router as ratelimits_router
+from app.threads.endpoints import admin_router as threads_admin_router
+from app.threads.endpoints import router as threads_router
 
 # Included into the app one by one, the OpenAI routes first: FastAPI walks included routers on
 # every request, so a flat, hot-first list is measurably cheaper than one nested router.
 routers: list[APIRouter] = [
     gateway_router,
     me_router,
+    assistants_router,
+    threads_router,
     accounts_router,
+    threads_admin_router,
     keys_router,
     budgets_router,
     ratelimits_router,

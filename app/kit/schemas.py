@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from typing import Generic, Literal, TypeVar
+from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 T = TypeVar("T")
 
@@ -20,3 +20,18 @@ class ListResponse(BaseModel, Generic[T]):
 
     object: Literal["list"] = "list"
     data: list[T]
+
+
+def _check_metadata(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > 16:
+        raise ValueError("metadata can hold at most 16 key-value pairs")
+    for key, item in value.items():
+        if len(key) > 64:
+            raise ValueError(f"metadata key '{key[:64]}...' is longer than 64 characters")
+        if len(item) > 512:
+            raise ValueError(f"metadata value of '{key}' is longer than 512 characters")
+    return value
+
+
+# OpenAI's limits on object metadata: 16 pairs, keys up to 64 characters, values up to 512.
+Metadata = Annotated[dict[str, str], AfterValidator(_check_metadata)]

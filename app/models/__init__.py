@@ -1,12 +1,27 @@
 """Every ORM model, re-exported: the one import Alembic needs."""
 
 from app.models.api_key import ApiKey
+from app.models.assistant import Assistant
 from app.models.base import Base
 from app.models.budget import Budget
 from app.models.budget_lease import BudgetLease
 from app.models.rate_limit import RateLimit
 from app.models.team import Team
+from app.models.thread import Thread
+from app.models.thread_message import ThreadMessage
 from app.models.usage_record import UsageRecord
 from app.models.user import User
 
-__all__ = ["ApiKey", "Base", "Budget", "BudgetLease", "RateLimit", "Team", "UsageRecord", "User"]
+__all__ = [
+    "ApiKey",
+    "Assistant",
+    "Base",
+    "Budget",
+    "BudgetLease",
+    "RateLimit",
+    "Team",
+    "Thread",
+    "ThreadMessage",
+    "UsageRecord",
+    "User",
+]

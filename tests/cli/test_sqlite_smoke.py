@@ -134,3 +134,25 @@ def test_budgets_and_limits_from_the_cli_on_sqlite(
         text=True,
     )
     assert bad.returncode == 2
+
+
+def test_threads_page_filter_and_cascade_on_sqlite(
+    tmp_path: Path, env: dict[str, str], served: TollgateProcess
+) -> None:
+    """Keyset cursors (row values) and metadata filters (JSON paths) on the zero-setup database."""
+    _cli(tmp_path, env, "users", "create", "tess", "--json")
+    key = _cli(tmp_path, env, "keys", "create", "--user", "tess", "--json")["key"]
+    client = openai.OpenAI(base_url=served.url + "/v1", api_key=key, max_retries=0)
+    threads = [client.beta.threads.create(metadata={"n": str(i)}) for i in range(3)]
+    thread = threads[0]
+    for i in range(5):
+        client.beta.threads.messages.create(thread.id, role="user", content=f"m{i}")
+    seen = [m.content[0].text.value for m in client.beta.threads.messages.list(thread.id, order="asc", limit=2)]  # type: ignore[union-attr]
+    assert seen == [f"m{i}" for i in range(5)]
+    headers = {"authorization": f"Bearer {key}"}
+    filtered = httpx.get(served.url + "/v1/threads", params={"metadata[n]": "2"}, headers=headers).json()
+    assert [t["id"] for t in filtered["data"]] == [threads[2].id]
+    client.beta.threads.delete(thread.id)
+    with pytest.raises(openai.NotFoundError):
+        client.beta.threads.messages.list(thread.id)
+    client.close()
