@@ -25,6 +25,7 @@ from app.kit.tasks import every
 from app.kit.tokens import encoding_for
 from app.ratelimits.limiter import create_rate_limiter
 from app.ratelimits.service import LimitsCache
+from app.runs.service import RunExecutor
 from app.spend.repository import MoneyFunctions
 from app.spend.service import SpendService
 from app.usage.pricing import PriceBook
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.spend = spend
         app.state.gateway = Gateway(upstream, prices, Meter(spend, limiter, app.state.limits))
         app.state.catalog = ModelCatalog(upstream, settings.gateway.models_cache_ttl_s)
+        app.state.runs = RunExecutor(sessionmaker, app.state.gateway)
         tasks = [
             asyncio.create_task(every(settings.spend.reaper_interval_s, spend.reap_once), name="lease-reaper"),
             asyncio.create_task(every(settings.spend.lease_ttl_s / 3, spend.heartbeat_once), name="lease-heartbeat"),

@@ -58,6 +58,8 @@ class MockControls:
         """Read the ``mock`` object; values of the wrong type are ignored rather than rejected, because a
         typo in a test should show up as a visibly wrong response, not as a confusing mock-side 400."""
         raw = body.get("mock") if isinstance(body, dict) else None
+        if raw is None:
+            raw = _from_messages(body)
         if not isinstance(raw, dict):
             return cls()
         return cls(
@@ -76,6 +78,23 @@ class MockControls:
             malformed=raw.get("malformed") is True,
             tool_call=_tool_call(raw.get("tool_call")),
         )
+
+
+MESSAGE_CONTROL = "#mock "
+
+
+def _from_messages(body: Any) -> Any:
+    """Controls in the last message, when it reads ``#mock {...}``: for requests whose body the
+    client does not write itself, such as the chat calls Tollgate makes to execute a thread run."""
+    messages = body.get("messages") if isinstance(body, dict) else None
+    last = messages[-1] if isinstance(messages, list) and messages else None
+    content = last.get("content") if isinstance(last, dict) else None
+    if not isinstance(content, str) or not content.startswith(MESSAGE_CONTROL):
+        return None
+    try:
+        return json.loads(content[len(MESSAGE_CONTROL) :])
+    except ValueError:
+        return None
 
 
 def _int(raw: dict[str, Any], key: str) -> int | None:

@@ -9,6 +9,7 @@ from app.models.rate_limit import RateLimit
 from app.models.team import Team
 from app.models.thread import Thread
 from app.models.thread_message import ThreadMessage
+from app.models.thread_run import ThreadRun
 from app.models.usage_record import UsageRecord
 from app.models.user import User
 
@@ -22,6 +23,7 @@ __all__ = [
     "Team",
     "Thread",
     "ThreadMessage",
+    "ThreadRun",
     "UsageRecord",
     "User",
 ]

@@ -48,6 +48,11 @@ class MessageRepository(RepositoryBase[ThreadMessage]):
             statement = statement.where(ThreadMessage.run_id == run_id)
         return await keyset_page(self.session, statement, (ThreadMessage.created_at, ThreadMessage.id), page, anchor)
 
+    async def conversation(self, thread_id: str) -> Sequence[ThreadMessage]:
+        """The whole thread, oldest first: what a run sends upstream."""
+        statement = select(ThreadMessage).where(ThreadMessage.thread_id == thread_id)
+        return await self.get_all(statement.order_by(ThreadMessage.created_at, ThreadMessage.id))
+
     async def delete(self, message: ThreadMessage) -> None:
         await self.session.delete(message)
         await self.session.flush()

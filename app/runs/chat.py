@@ -1,0 +1,65 @@
+"""The chat completion request a run step sends, and what a reply means for the run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.models import ThreadMessage, ThreadRun
+
+
+def chat_body(run: ThreadRun, messages: Sequence[ThreadMessage]) -> dict[str, Any]:
+    """The assistant's instructions, the thread in order, then what the run itself added."""
+    chat: list[dict[str, Any]] = []
+    if run.instructions:
+        chat.append({"role": "system", "content": run.instructions})
+    chat.extend({"role": m.role, "content": _chat_content(m.content)} for m in messages)
+    chat.extend(run.steps)
+    body: dict[str, Any] = {"model": run.model, "messages": chat}
+    functions = [{"type": "function", "function": t["function"]} for t in run.tools if t.get("type") == "function"]
+    if functions:
+        body["tools"] = functions
+        body["parallel_tool_calls"] = run.parallel_tool_calls
+        if run.tool_choice is not None:
+            body["tool_choice"] = run.tool_choice
+    optional = {
+        "temperature": run.temperature,
+        "top_p": run.top_p,
+        "max_completion_tokens": run.max_completion_tokens,
+        "response_format": None if run.response_format == "auto" else run.response_format,
+    }
+    body.update({k: v for k, v in optional.items() if v is not None})
+    return body
+
+
+def _chat_content(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    """Stored (output-shaped) parts back to chat input: plain text stays a string."""
+    if all(p.get("type") == "text" for p in parts):
+        return "\n".join(p["text"]["value"] for p in parts)
+    return [{"type": "text", "text": p["text"]["value"]} if p.get("type") == "text" else p for p in parts]
+
+
+@dataclass
+class Outcome:
+    content: str = ""
+    usage: dict[str, int] = field(default_factory=dict)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    assistant_step: dict[str, Any] = field(default_factory=dict)
+
+
+def outcome_of(reply: dict[str, Any]) -> Outcome:
+    choice = (reply.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    usage = {k: int(v) for k, v in (reply.get("usage") or {}).items() if isinstance(v, int)}
+    calls = [
+        {
+            "id": c["id"],
+            "type": "function",
+            "function": {"name": c["function"]["name"], "arguments": c["function"].get("arguments", "")},
+        }
+        for c in message.get("tool_calls") or ()
+        if c.get("type", "function") == "function"
+    ]
+    step = {"role": "assistant", "content": message.get("content"), "tool_calls": calls} if calls else {}
+    return Outcome(str(message.get("content") or ""), usage, calls, step)

@@ -1,0 +1,59 @@
+"""``/v1/threads/{thread_id}/runs``: threads executed by Tollgate through upstream chat completions."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+
+from app.api_keys.dependencies import CurrentPrincipal
+from app.db import SessionDep
+from app.kit.pagination import CursorPage, Page, cursor_page
+from app.runs import service
+from app.runs.schemas import Run, RunCreate, RunUpdate, ToolOutputs
+from app.runs.service import RunExecutor
+
+router = APIRouter(prefix="/v1/threads/{thread_id}/runs", tags=["runs"])
+
+
+async def get_executor(request: Request) -> RunExecutor:
+    executor: RunExecutor = request.app.state.runs
+    return executor
+
+
+Executor = Annotated[RunExecutor, Depends(get_executor)]
+
+
+@router.post("", response_model=Run)
+async def create_run(thread_id: str, data: RunCreate, principal: CurrentPrincipal, executor: Executor) -> Run:
+    return Run.of(await executor.create(principal, thread_id, data))
+
+
+@router.get("", response_model=CursorPage[Run])
+async def list_runs(thread_id: str, principal: CurrentPrincipal, session: SessionDep, page: Page) -> CursorPage[Run]:
+    rows, has_more = await service.list_runs(session, principal, thread_id, page)
+    return cursor_page([Run.of(r) for r in rows], has_more)
+
+
+@router.get("/{run_id}", response_model=Run)
+async def retrieve_run(thread_id: str, run_id: str, principal: CurrentPrincipal, session: SessionDep) -> Run:
+    return Run.of(await service.get_run(session, principal, thread_id, run_id))
+
+
+@router.post("/{run_id}", response_model=Run)
+async def update_run(
+    thread_id: str, run_id: str, data: RunUpdate, principal: CurrentPrincipal, session: SessionDep
+) -> Run:
+    return Run.of(await service.update_run(session, principal, thread_id, run_id, data))
+
+
+@router.post("/{run_id}/cancel", response_model=Run)
+async def cancel_run(thread_id: str, run_id: str, principal: CurrentPrincipal, executor: Executor) -> Run:
+    return Run.of(await executor.cancel(principal, thread_id, run_id))
+
+
+@router.post("/{run_id}/submit_tool_outputs", response_model=Run)
+async def submit_tool_outputs(
+    thread_id: str, run_id: str, data: ToolOutputs, principal: CurrentPrincipal, executor: Executor
+) -> Run:
+    return Run.of(await executor.submit_tool_outputs(principal, thread_id, run_id, data))

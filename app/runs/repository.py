@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+
+from app.kit.pagination import PageParams, keyset_page
+from app.kit.repository import RepositoryBase
+from app.models import ThreadRun
+
+
+class RunRepository(RepositoryBase[ThreadRun]):
+    model = ThreadRun
+
+    async def get_owned(self, thread_id: str, run_id: str, user_id: str) -> ThreadRun | None:
+        statement = select(ThreadRun).where(
+            ThreadRun.id == run_id, ThreadRun.thread_id == thread_id, ThreadRun.user_id == user_id
+        )
+        return await self.get_one_or_none(statement)
+
+    async def active_on(self, thread_id: str) -> ThreadRun | None:
+        statement = select(ThreadRun).where(
+            ThreadRun.thread_id == thread_id,
+            ThreadRun.status.in_(("queued", "in_progress", "requires_action", "cancelling")),
+        )
+        return await self.get_one_or_none(statement.limit(1))
+
+    async def page(
+        self, thread_id: str, page: PageParams, anchor: tuple[datetime, str] | None
+    ) -> tuple[Sequence[ThreadRun], bool]:
+        statement = select(ThreadRun).where(ThreadRun.thread_id == thread_id)
+        return await keyset_page(self.session, statement, (ThreadRun.created_at, ThreadRun.id), page, anchor)

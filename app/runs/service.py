@@ -1,0 +1,215 @@
+"""Runs: a thread executed with an assistant through upstream chat completions, metered like any
+chat call (reserved, settled, one ledger row per upstream call, request id ``<run id>.<n>``).
+
+A run executes within the request that creates it (or that submits its tool outputs): there is
+no queue to lose runs in. Like the money path, the executor keeps its own short transactions, so
+no database connection is held while upstream answers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.api_keys.schemas import Principal
+from app.assistants import service as assistants
+from app.errors import Conflict, GatewayError, InvalidRequest, NotFound
+from app.gateway.service import CallContext, Gateway
+from app.kit.crypto import new_id
+from app.kit.db_types import utcnow
+from app.kit.pagination import PageParams, cursor_anchor
+from app.models import Assistant, ThreadMessage, ThreadRun
+from app.runs.chat import chat_body, outcome_of
+from app.runs.repository import RunRepository
+from app.runs.schemas import RunCreate, RunUpdate, ToolOutputs
+from app.threads import service as threads
+from app.threads.repository import MessageRepository
+
+RUN_TTL = timedelta(minutes=10)
+ACTIVE = frozenset({"queued", "in_progress", "requires_action"})
+
+
+def run_not_found(run_id: str) -> NotFound:
+    return NotFound(f"No run found with id '{run_id}'.", param="run_id")
+
+
+async def get_run(session: AsyncSession, principal: Principal, thread_id: str, run_id: str) -> ThreadRun:
+    run = await RunRepository(session).get_owned(thread_id, run_id, principal.user_id)
+    if run is None:
+        raise run_not_found(run_id)
+    return run
+
+
+async def list_runs(
+    session: AsyncSession, principal: Principal, thread_id: str, page: PageParams
+) -> tuple[list[ThreadRun], bool]:
+    thread = await threads.get_thread(session, principal, thread_id)
+    repo = RunRepository(session)
+    anchor = await cursor_anchor(page, lambda id_: repo.get_owned(thread.id, id_, principal.user_id), "run")
+    rows, has_more = await repo.page(thread.id, page, anchor)
+    return list(rows), has_more
+
+
+async def update_run(
+    session: AsyncSession, principal: Principal, thread_id: str, run_id: str, data: RunUpdate
+) -> ThreadRun:
+    run = await get_run(session, principal, thread_id, run_id)
+    if "metadata" in data.model_fields_set:
+        run.meta = data.metadata or {}
+    await session.flush()
+    return run
+
+
+class RunExecutor:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], gateway: Gateway) -> None:
+        self.sessionmaker = sessionmaker
+        self.gateway = gateway
+
+    async def create(self, principal: Principal, thread_id: str, data: RunCreate) -> ThreadRun:
+        if data.stream:
+            raise InvalidRequest("Streaming runs are not served yet; create the run without stream.", param="stream")
+        async with self.sessionmaker.begin() as session:
+            thread = await threads.get_thread(session, principal, thread_id)
+            assistant = await assistants.get(session, principal, data.assistant_id)
+            self.gateway.authorize(principal, data.model or assistant.model)
+            if await RunRepository(session).active_on(thread.id) is not None:
+                raise InvalidRequest(f"Thread {thread.id} already has an active run.", param="thread_id")
+            for message in data.additional_messages or ():
+                await threads.create_message(session, principal, thread.id, message)
+            run = _new_run(principal, thread.id, assistant, data)
+            session.add(run)
+        return await self._advance(principal, run.id)
+
+    async def submit_tool_outputs(
+        self, principal: Principal, thread_id: str, run_id: str, data: ToolOutputs
+    ) -> ThreadRun:
+        if data.stream:
+            raise InvalidRequest("Streaming runs are not served yet; submit without stream.", param="stream")
+        async with self.sessionmaker.begin() as session:
+            run = await get_run(session, principal, thread_id, run_id)
+            if run.status != "requires_action" or run.required_action is None:
+                raise InvalidRequest(f"Run {run_id} is not waiting for tool outputs (status {run.status}).")
+            wanted = {c["id"] for c in run.required_action["submit_tool_outputs"]["tool_calls"]}
+            given = [o.tool_call_id for o in data.tool_outputs]
+            if sorted(given) != sorted(wanted):
+                raise InvalidRequest(
+                    f"Tool outputs must answer exactly the pending tool calls: {sorted(wanted)}.", param="tool_outputs"
+                )
+            outputs = [{"role": "tool", "tool_call_id": o.tool_call_id, "content": o.output} for o in data.tool_outputs]
+            run.steps = [*run.steps, *outputs]
+            run.required_action, run.status = None, "in_progress"
+        return await self._advance(principal, run_id)
+
+    async def cancel(self, principal: Principal, thread_id: str, run_id: str) -> ThreadRun:
+        async with self.sessionmaker.begin() as session:
+            run = await get_run(session, principal, thread_id, run_id)
+            if run.status not in ACTIVE:
+                raise Conflict(f"Cannot cancel run {run_id}: it is already {run.status}.")
+            # A run mid-call is finished by its executor, which sees the request and stops there.
+            run.status = "cancelling" if run.status == "in_progress" else "cancelled"
+            if run.status == "cancelled":
+                run.cancelled_at, run.required_action = utcnow(), None
+        return run
+
+    async def _advance(self, principal: Principal, run_id: str) -> ThreadRun:
+        """One upstream call for the run, then the run's next state."""
+        async with self.sessionmaker() as session:
+            run = await RunRepository(session).get_by_id(run_id)
+            assert run is not None
+            messages = await MessageRepository(session).conversation(run.thread_id)
+        calls = 1 + sum(1 for step in run.steps if step.get("role") == "assistant")
+        context = CallContext(principal, f"{run.id}.{calls}", time.perf_counter(), "threads.runs")
+        body = chat_body(run, messages)
+        try:
+            response = await self.gateway.chat(context, json.dumps(body).encode(), body)
+            reply: dict[str, Any] = json.loads(bytes(response.body))
+        except GatewayError as exc:
+            return await self._fail(run_id, exc)
+        return await self._apply(run_id, reply)
+
+    async def _apply(self, run_id: str, reply: dict[str, Any]) -> ThreadRun:
+        async with self.sessionmaker.begin() as session:
+            run = await RunRepository(session).get_by_id(run_id)
+            assert run is not None
+            outcome = outcome_of(reply)
+            run.usage = _added(run.usage, outcome.usage)
+            now = utcnow()
+            if run.status == "cancelling":
+                run.status, run.cancelled_at = "cancelled", now
+            elif outcome.tool_calls:
+                run.steps = [*run.steps, outcome.assistant_step]
+                run.status = "requires_action"
+                calls = {"tool_calls": outcome.tool_calls}
+                run.required_action = {"type": "submit_tool_outputs", "submit_tool_outputs": calls}
+            else:
+                session.add(_assistant_message(run, outcome.content))
+                run.status, run.completed_at = "completed", now
+        return run
+
+    async def _fail(self, run_id: str, exc: GatewayError) -> ThreadRun:
+        """The thread stays as it was; the run records why it failed."""
+        async with self.sessionmaker.begin() as session:
+            run = await RunRepository(session).get_by_id(run_id)
+            assert run is not None
+            code = "rate_limit_exceeded" if exc.status_code == 429 else "server_error"
+            run.last_error = {"code": code, "message": exc.message}
+            run.status, run.failed_at = "failed", utcnow()
+        return run
+
+
+def _new_run(principal: Principal, thread_id: str, assistant: Assistant, data: RunCreate) -> ThreadRun:
+    now = utcnow()
+    instructions = data.instructions if data.instructions is not None else assistant.instructions
+    if data.additional_instructions:
+        instructions = (
+            f"{instructions}\n\n{data.additional_instructions}" if instructions else data.additional_instructions
+        )
+    return ThreadRun(
+        id=new_id("run"),
+        thread_id=thread_id,
+        user_id=principal.user_id,
+        assistant_id=assistant.id,
+        status="in_progress",
+        model=data.model or assistant.model,
+        instructions=instructions,
+        tools=data.tools if data.tools is not None else assistant.tools,
+        meta=data.metadata or {},
+        temperature=data.temperature if data.temperature is not None else assistant.temperature,
+        top_p=data.top_p if data.top_p is not None else assistant.top_p,
+        response_format=data.response_format if data.response_format is not None else assistant.response_format,
+        tool_choice=data.tool_choice,
+        parallel_tool_calls=data.parallel_tool_calls if data.parallel_tool_calls is not None else True,
+        max_prompt_tokens=data.max_prompt_tokens,
+        max_completion_tokens=data.max_completion_tokens,
+        truncation_strategy=data.truncation_strategy,
+        steps=[],
+        created_at=now,
+        started_at=now,
+        expires_at=now + RUN_TTL,
+    )
+
+
+def _assistant_message(run: ThreadRun, text: str) -> ThreadMessage:
+    now = utcnow()
+    return ThreadMessage(
+        id=new_id("msg"),
+        thread_id=run.thread_id,
+        user_id=run.user_id,
+        role="assistant",
+        content=[{"type": "text", "text": {"value": text, "annotations": []}}],
+        status="completed",
+        assistant_id=run.assistant_id,
+        run_id=run.id,
+        completed_at=now,
+        meta={},
+        created_at=now,
+    )
+
+
+def _added(total: dict[str, int] | None, usage: dict[str, int]) -> dict[str, int]:
+    keys = ("prompt_tokens", "completion_tokens", "total_tokens")
+    return {k: (total or {}).get(k, 0) + usage.get(k, 0) for k in keys}
