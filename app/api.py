@@ -7,6 +7,7 @@ from app.assistants.endpoints import router as assistants_router
 from app.budgets.endpoints import router as budgets_router
 from app.gateway.endpoints import router as gateway_router
 from app.ratelimits.endpoints import router as ratelimits_router
+from app.runs.endpoints import create_and_run_router
 from app.runs.endpoints import router as runs_router
 from app.threads.endpoints import admin_router as threads_admin_router
 from app.threads.endpoints import router as threads_router
@@ -17,6 +18,7 @@ routers: list[APIRouter] = [
     gateway_router,
     me_router,
     assistants_router,
+    create_and_run_router,
     threads_router,
     runs_router,
     accounts_router,

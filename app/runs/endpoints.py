@@ -10,10 +10,12 @@ from app.api_keys.dependencies import CurrentPrincipal
 from app.db import SessionDep
 from app.kit.pagination import CursorPage, Page, cursor_page
 from app.runs import service
-from app.runs.schemas import Run, RunCreate, RunUpdate, ToolOutputs
+from app.runs.schemas import Run, RunCreate, RunUpdate, ThreadAndRunCreate, ToolOutputs
 from app.runs.service import RunExecutor
 
 router = APIRouter(prefix="/v1/threads/{thread_id}/runs", tags=["runs"])
+# Included before the threads router: POST /v1/threads/runs must not read as POST /v1/threads/{thread_id}.
+create_and_run_router = APIRouter(prefix="/v1/threads", tags=["runs"])
 
 
 async def get_executor(request: Request) -> RunExecutor:
@@ -22,6 +24,11 @@ async def get_executor(request: Request) -> RunExecutor:
 
 
 Executor = Annotated[RunExecutor, Depends(get_executor)]
+
+
+@create_and_run_router.post("/runs", response_model=Run)
+async def create_thread_and_run(data: ThreadAndRunCreate, principal: CurrentPrincipal, executor: Executor) -> Run:
+    return Run.of(await executor.create_thread_and_run(principal, data))
 
 
 @router.post("", response_model=Run)

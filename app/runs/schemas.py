@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.assistants.schemas import Tools
 from app.kit.schemas import Metadata
 from app.models import ThreadRun
-from app.threads.schemas import MessageCreate
+from app.threads.schemas import MessageCreate, ThreadCreate
 
 TERMINAL = frozenset({"completed", "failed", "cancelled", "expired", "incomplete"})
 
@@ -35,6 +35,10 @@ class RunCreate(BaseModel):
     parallel_tool_calls: bool | None = None
     response_format: Any = None
     reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+
+
+class ThreadAndRunCreate(RunCreate):
+    thread: ThreadCreate | None = None
 
 
 class RunUpdate(BaseModel):

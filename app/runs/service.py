@@ -25,9 +25,10 @@ from app.kit.pagination import PageParams, cursor_anchor
 from app.models import Assistant, ThreadMessage, ThreadRun
 from app.runs.chat import chat_body, outcome_of
 from app.runs.repository import RunRepository
-from app.runs.schemas import RunCreate, RunUpdate, ToolOutputs
+from app.runs.schemas import RunCreate, RunUpdate, ThreadAndRunCreate, ToolOutputs
 from app.threads import service as threads
 from app.threads.repository import MessageRepository
+from app.threads.schemas import ThreadCreate
 
 RUN_TTL = timedelta(minutes=10)
 ACTIVE = frozenset({"queued", "in_progress", "requires_action"})
@@ -70,25 +71,35 @@ class RunExecutor:
         self.gateway = gateway
 
     async def create(self, principal: Principal, thread_id: str, data: RunCreate) -> ThreadRun:
-        if data.stream:
-            raise InvalidRequest("Streaming runs are not served yet; create the run without stream.", param="stream")
+        _refuse_streaming(data.stream)
         async with self.sessionmaker.begin() as session:
             thread = await threads.get_thread(session, principal, thread_id)
-            assistant = await assistants.get(session, principal, data.assistant_id)
-            self.gateway.authorize(principal, data.model or assistant.model)
-            if await RunRepository(session).active_on(thread.id) is not None:
-                raise InvalidRequest(f"Thread {thread.id} already has an active run.", param="thread_id")
-            for message in data.additional_messages or ():
-                await threads.create_message(session, principal, thread.id, message)
-            run = _new_run(principal, thread.id, assistant, data)
-            session.add(run)
+            run = await self._start(session, principal, thread.id, data)
         return await self._advance(principal, run.id)
+
+    async def create_thread_and_run(self, principal: Principal, data: ThreadAndRunCreate) -> ThreadRun:
+        """A new thread and its first run; nothing is kept if the run cannot start."""
+        _refuse_streaming(data.stream)
+        async with self.sessionmaker.begin() as session:
+            thread = await threads.create_thread(session, principal, data.thread or ThreadCreate())
+            run = await self._start(session, principal, thread.id, data)
+        return await self._advance(principal, run.id)
+
+    async def _start(self, session: AsyncSession, principal: Principal, thread_id: str, data: RunCreate) -> ThreadRun:
+        assistant = await assistants.get(session, principal, data.assistant_id)
+        self.gateway.authorize(principal, data.model or assistant.model)
+        if await RunRepository(session).active_on(thread_id) is not None:
+            raise InvalidRequest(f"Thread {thread_id} already has an active run.", param="thread_id")
+        for message in data.additional_messages or ():
+            await threads.create_message(session, principal, thread_id, message)
+        run = _new_run(principal, thread_id, assistant, data)
+        session.add(run)
+        return run
 
     async def submit_tool_outputs(
         self, principal: Principal, thread_id: str, run_id: str, data: ToolOutputs
     ) -> ThreadRun:
-        if data.stream:
-            raise InvalidRequest("Streaming runs are not served yet; submit without stream.", param="stream")
+        _refuse_streaming(data.stream)
         async with self.sessionmaker.begin() as session:
             run = await get_run(session, principal, thread_id, run_id)
             if run.status != "requires_action" or run.required_action is None:
@@ -159,6 +170,11 @@ class RunExecutor:
             run.last_error = {"code": code, "message": exc.message}
             run.status, run.failed_at = "failed", utcnow()
         return run
+
+
+def _refuse_streaming(stream: bool | None) -> None:
+    if stream:
+        raise InvalidRequest("Streaming runs are not served yet; send the request without stream.", param="stream")
 
 
 def _new_run(principal: Principal, thread_id: str, assistant: Assistant, data: RunCreate) -> ThreadRun:

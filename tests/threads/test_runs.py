@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
 import openai
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -137,3 +138,26 @@ async def test_streaming_runs_are_refused_clearly_for_now(tollgate: LiveServer, 
     with pytest.raises(openai.BadRequestError) as caught:
         await client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id, stream=True)
     assert caught.value.param == "stream"
+
+
+async def test_create_and_run_makes_the_thread_and_runs_it(tollgate: LiveServer, tenant: Tenant) -> None:
+    client = tenant.client(tollgate.url)
+    assistant = await client.beta.assistants.create(model=PRICED_MODEL)
+    run = await client.beta.threads.create_and_run_poll(
+        assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "hello"}], "metadata": {"a": "b"}}
+    )
+    assert run.status == "completed"
+    assert (await client.beta.threads.retrieve(run.thread_id)).metadata == {"a": "b"}
+    roles = [m.role for m in (await client.beta.threads.messages.list(run.thread_id, order="asc")).data]
+    assert roles == ["user", "assistant"]
+
+
+async def test_create_and_run_with_someone_elses_assistant_keeps_nothing(tollgate: LiveServer, admin: Admin) -> None:
+    alice, bob = await admin.tenant(), await admin.tenant()
+    assistant = await alice.client(tollgate.url).beta.assistants.create(model=PRICED_MODEL)
+    with pytest.raises(openai.NotFoundError):
+        await bob.client(tollgate.url).beta.threads.create_and_run(
+            assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "hi"}]}
+        )
+    async with httpx.AsyncClient(base_url=tollgate.url, headers={"authorization": f"Bearer {bob.token}"}) as http:
+        assert (await http.get("/v1/threads")).json()["data"] == [], "the thread was rolled back with the run"
