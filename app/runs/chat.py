@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.kit.tokens import REPLY_PRIMING, count_chat_prompt, count_text
 from app.models import ThreadMessage, ThreadRun
 
+# Room left for the answer when the run sets no max_completion_tokens.
+DEFAULT_OUTPUT_ROOM = 4096
 
-def chat_body(run: ThreadRun, messages: Sequence[ThreadMessage]) -> dict[str, Any]:
-    """The assistant's instructions, the thread in order, then what the run itself added."""
+
+def chat_body(run: ThreadRun, messages: Sequence[ThreadMessage], window: int | None) -> dict[str, Any]:
+    """The assistant's instructions, the thread in order (truncated as the run says), then what
+    the run itself added."""
+    thread = _truncated(run, [{"role": m.role, "content": _chat_content(m.content)} for m in messages], window)
     chat: list[dict[str, Any]] = []
     if run.instructions:
         chat.append({"role": "system", "content": run.instructions})
-    chat.extend({"role": m.role, "content": _chat_content(m.content)} for m in messages)
+    chat.extend(thread)
     chat.extend(run.steps)
     body: dict[str, Any] = {"model": run.model, "messages": chat}
     functions = [{"type": "function", "function": t["function"]} for t in run.tools if t.get("type") == "function"]
@@ -31,6 +38,37 @@ def chat_body(run: ThreadRun, messages: Sequence[ThreadMessage]) -> dict[str, An
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     return body
+
+
+def _truncated(run: ThreadRun, thread: list[dict[str, Any]], window: int | None) -> list[dict[str, Any]]:
+    """OpenAI's truncation strategies. ``last_messages``: only the newest N messages. ``auto`` (and
+    after ``last_messages``): the oldest messages are dropped until the prompt, counted with
+    tiktoken, fits the context window less the room for the answer, and ``max_prompt_tokens``.
+    The newest message always stays."""
+    strategy = run.truncation_strategy or {}
+    keep = strategy.get("last_messages") if strategy.get("type") == "last_messages" else None
+    if isinstance(keep, int) and keep > 0:
+        thread = thread[-keep:]
+    limits = [run.max_prompt_tokens or 0]
+    if window:
+        limits.append(window - (run.max_completion_tokens or DEFAULT_OUTPUT_ROOM))
+    limit = min((x for x in limits if x > 0), default=0)
+    if not limit:
+        return thread
+    fixed = [{"role": "system", "content": run.instructions or ""}, *run.steps]
+    total = count_chat_prompt(run.model, fixed) + _tools_tokens(run)
+    sizes = [count_chat_prompt(run.model, [m]) - REPLY_PRIMING for m in thread]
+    total += sum(sizes)
+    start = 0
+    while total > limit and start < len(thread) - 1:
+        total -= sizes[start]
+        start += 1
+    return thread[start:]
+
+
+def _tools_tokens(run: ThreadRun) -> int:
+    functions = [t["function"] for t in run.tools if t.get("type") == "function"]
+    return count_text(run.model, json.dumps(functions)) if functions else 0
 
 
 def _chat_content(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:

@@ -134,7 +134,7 @@ class RunExecutor:
             messages = await MessageRepository(session).conversation(run.thread_id)
         calls = 1 + sum(1 for step in run.steps if step.get("role") == "assistant")
         context = CallContext(principal, f"{run.id}.{calls}", time.perf_counter(), "threads.runs")
-        body = chat_body(run, messages)
+        body = chat_body(run, messages, self.gateway.prices.context_window(run.model))
         try:
             response = await self.gateway.chat(context, json.dumps(body).encode(), body)
             reply: dict[str, Any] = json.loads(bytes(response.body))

@@ -36,6 +36,11 @@ class PriceBook:
     def __init__(self, overrides: dict[str, ModelPriceOverride]) -> None:
         self._overrides = {name: _override_price(o) for name, o in overrides.items()}
         self._resolve = lru_cache(maxsize=1024)(self._lookup)
+        self._window = lru_cache(maxsize=1024)(_context_window)
+
+    def context_window(self, model: str) -> int | None:
+        """The model's context window in tokens, when the price table knows it."""
+        return self._window(model)
 
     def price_of(self, model: str) -> ModelPrice | None:
         return self._resolve(model)
@@ -64,6 +69,13 @@ class PriceBook:
         provider = next(p for p in data_snapshot.get_snapshot().providers if p.id == "openai")
         info = provider.find_model(model)
         return info.get_prices(datetime.now(UTC)) if info is not None else None
+
+
+def _context_window(model: str) -> int | None:
+    provider = next(p for p in data_snapshot.get_snapshot().providers if p.id == "openai")
+    info = provider.find_model(model)
+    window = getattr(info, "context_window", None)
+    return window if isinstance(window, int) else None
 
 
 def cost_micros(price: ModelPrice, usage: TokenUsage) -> int:

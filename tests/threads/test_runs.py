@@ -9,7 +9,9 @@ import httpx
 import openai
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
 
+from app.kit.tokens import count_chat_prompt
 from tests.fixtures.live_server import LiveServer
 from tests.fixtures.servers import PRICED_MODEL, Admin, Tenant, usage_rows
 
@@ -161,3 +163,28 @@ async def test_create_and_run_with_someone_elses_assistant_keeps_nothing(tollgat
         )
     async with httpx.AsyncClient(base_url=tollgate.url, headers={"authorization": f"Bearer {bob.token}"}) as http:
         assert (await http.get("/v1/threads")).json()["data"] == [], "the thread was rolled back with the run"
+
+
+async def test_truncation_strategies_trim_the_oldest_messages(
+    tollgate: LiveServer, tenant: Tenant, mock_app: Starlette
+) -> None:
+    client = tenant.client(tollgate.url)
+    assistant = await client.beta.assistants.create(model=PRICED_MODEL, instructions="Be brief.")
+    texts = [f"message {i}: " + "lorem ipsum " * 60 for i in range(6)]
+    thread = await client.beta.threads.create(messages=[{"role": "user", "content": t} for t in texts])
+
+    await client.beta.threads.runs.create(
+        thread_id=thread.id,
+        assistant_id=assistant.id,
+        truncation_strategy={"type": "last_messages", "last_messages": 2},
+    )
+    sent = mock_app.state.requests[-1].body["messages"]
+    assert [m["content"] for m in sent] == ["Be brief.", texts[4], texts[5]]
+
+    await client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id, max_prompt_tokens=400)
+    sent = mock_app.state.requests[-1].body["messages"]
+    assert sent[0]["content"] == "Be brief."
+    contents = [m["content"] for m in sent[1:]]
+    assert 1 <= len(contents) < len(texts) + 2, "the oldest messages were dropped"
+    assert texts[0] not in contents
+    assert count_chat_prompt(PRICED_MODEL, sent) <= 400
