@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.models import ThreadMessage
+from app.models import ThreadMessage, ThreadRun
 from tests.fixtures.live_server import LiveServer
 from tests.fixtures.servers import ADMIN_KEY, Admin, Tenant
 
@@ -117,15 +117,18 @@ async def test_thread_lists_are_per_user_newest_first_and_filterable(tollgate: L
         assert (await http.get("/admin/users/nobody-at-all/threads")).status_code == 404
 
 
-async def test_deleting_a_thread_deletes_its_messages(
+async def test_deleting_a_thread_deletes_its_messages_and_runs(
     tollgate: LiveServer, tenant: Tenant, engine: AsyncEngine
 ) -> None:
     client = tenant.client(tollgate.url)
     thread = await client.beta.threads.create(messages=[{"role": "user", "content": "a"}] * 3)
+    assistant = await client.beta.assistants.create(model=MODEL)
+    await client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
     assert (await client.beta.threads.delete(thread.id)).deleted
     async with engine.connect() as conn:
-        left = await conn.scalar(select(func.count()).where(ThreadMessage.thread_id == thread.id))
-    assert left == 0
+        messages = await conn.scalar(select(func.count()).where(ThreadMessage.thread_id == thread.id))
+        runs = await conn.scalar(select(func.count()).where(ThreadRun.thread_id == thread.id))
+    assert (messages, runs) == (0, 0)
     with pytest.raises(openai.NotFoundError):
         await client.beta.threads.retrieve(thread.id)
 
