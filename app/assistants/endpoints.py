@@ -6,10 +6,11 @@ from fastapi import APIRouter, Request
 
 from app.api_keys.dependencies import CurrentPrincipal
 from app.assistants import service
-from app.assistants.schemas import Assistant, AssistantCreate, AssistantUpdate, Deleted
+from app.assistants.schemas import Assistant, AssistantCreate, AssistantUpdate
 from app.db import SessionDep
 from app.gateway.service import Gateway
 from app.kit.pagination import CursorPage, Page, cursor_page
+from app.kit.schemas import Deleted
 
 router = APIRouter(prefix="/v1/assistants", tags=["assistants"])
 

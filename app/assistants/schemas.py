@@ -87,9 +87,3 @@ class Assistant(BaseModel):
             response_format=row.response_format,
             reasoning_effort=row.reasoning_effort,
         )
-
-
-class Deleted(BaseModel):
-    id: str
-    object: str
-    deleted: bool = True

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, Request
+from fastapi import Request
 
 from app.errors import InvalidRequest, PayloadTooLarge
 
@@ -33,6 +33,3 @@ async def read_json_object(request: Request) -> tuple[bytes, dict[str, Any]]:
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
     return raw, body
-
-
-JsonBody = Annotated[tuple[bytes, dict[str, Any]], Depends(read_json_object)]

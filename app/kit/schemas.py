@@ -15,6 +15,14 @@ class ReadSchema(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+class Deleted(BaseModel):
+    """OpenAI's answer to a delete: ``{"id", "object": "<kind>.deleted", "deleted": true}``."""
+
+    id: str
+    object: str
+    deleted: bool = True
+
+
 class ListResponse(BaseModel, Generic[T]):
     """OpenAI's list envelope."""
 

@@ -1,5 +1,6 @@
 """All SQL that touches budgets and leases. The money columns only ever move through the
-conditional UPDATEs here, each a single atomic statement."""
+conditional UPDATEs here (SQLite, the reaper) and the PL/pgSQL batch functions called by
+MoneyFunctions (PostgreSQL's hot path), each applying the same arithmetic under row locks."""
 
 from __future__ import annotations
 
@@ -123,8 +124,8 @@ class LeaseRepository(RepositoryBase[BudgetLease]):
 
 
 class MoneyFunctions:
-    """PostgreSQL's fast path: reservation and settlement as one server-side call each (the
-    functions live in the migrations), sent in autocommit on a dedicated asyncpg pool.
+    """PostgreSQL's fast path: a batch of reservations, or of settlements, as one server-side
+    call (the functions live in the migrations), sent in autocommit on a dedicated asyncpg pool.
 
     Not SQLAlchemy's pool: its checkout ping and its rollback on return were two extra round
     trips around every one-statement call."""

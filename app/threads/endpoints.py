@@ -8,9 +8,9 @@ from fastapi import APIRouter, Request
 
 from app.accounts import service as accounts
 from app.api_keys.dependencies import AdminPrincipal, CurrentPrincipal
-from app.assistants.schemas import Deleted
 from app.db import SessionDep
 from app.kit.pagination import CursorPage, Page, cursor_page
+from app.kit.schemas import Deleted
 from app.threads import service
 from app.threads.schemas import Message, MessageCreate, MessageUpdate, Thread, ThreadCreate, ThreadUpdate
 

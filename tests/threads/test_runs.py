@@ -188,3 +188,29 @@ async def test_truncation_strategies_trim_the_oldest_messages(
     assert 1 <= len(contents) < len(texts) + 2, "the oldest messages were dropped"
     assert texts[0] not in contents
     assert count_chat_prompt(PRICED_MODEL, sent) <= 400
+
+
+async def test_run_bookkeeping_and_refusals(tollgate: LiveServer, tenant: Tenant) -> None:
+    client = tenant.client(tollgate.url)
+    assistant = await client.beta.assistants.create(model=PRICED_MODEL, tools=[ADD])  # type: ignore[list-item]
+    thread = await client.beta.threads.create(messages=[{"role": "user", "content": "plain question"}])
+    done = await client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+    assert (await client.beta.threads.runs.update(done.id, thread_id=thread.id, metadata={"k": "v"})).metadata == {
+        "k": "v"
+    }
+    own = await client.beta.threads.messages.list(thread.id, run_id=done.id)
+    assert [m.role for m in own.data] == ["assistant"], "messages filtered by the run that wrote them"
+    with pytest.raises(openai.BadRequestError):  # nothing to submit to: the run is complete
+        await client.beta.threads.runs.submit_tool_outputs(
+            done.id, thread_id=thread.id, tool_outputs=[{"tool_call_id": "call_x", "output": "1"}]
+        )
+
+    await client.beta.threads.messages.create(
+        thread.id, role="user", content=_mock(tool_call={"name": "add", "arguments": "{}"})
+    )
+    waiting = await client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+    assert waiting.status == "requires_action"
+    with pytest.raises(openai.BadRequestError) as caught:  # one active run per thread, as OpenAI has it
+        await client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+    assert caught.value.param == "thread_id"
+    assert len((await client.beta.threads.runs.list(thread.id)).data) == 2

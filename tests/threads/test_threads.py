@@ -153,6 +153,31 @@ async def test_bad_assistants_are_400_and_not_stored(
         assert (await http.get("/v1/assistants")).json()["data"] == []
 
 
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ([{"type": "image_file", "image_file": {"file_id": "file-1"}}], "image_file"),
+        ([], "empty"),
+        ([{"type": "text", "text": 3}], "string"),
+    ],
+)
+async def test_bad_messages_are_400_and_not_stored(
+    tollgate: LiveServer, tenant: Tenant, content: object, fragment: str
+) -> None:
+    client = tenant.client(tollgate.url)
+    thread = await client.beta.threads.create()
+    async with httpx.AsyncClient(base_url=tollgate.url, headers={"authorization": f"Bearer {tenant.token}"}) as http:
+        response = await http.post(f"/v1/threads/{thread.id}/messages", json={"role": "user", "content": content})
+        assert response.status_code == 400, response.text
+        assert fragment in response.json()["error"]["message"]
+        assert response.json()["error"]["param"] == "content"
+        created = await http.post("/v1/assistants", json={"model": MODEL})
+        assert created.status_code == 200
+        nulled = await http.post(f"/v1/assistants/{created.json()['id']}", json={"model": None})
+        assert nulled.status_code == 400 and nulled.json()["error"]["param"] == "model"
+    assert (await client.beta.threads.messages.list(thread.id)).data == []
+
+
 async def test_an_assistant_needs_a_model_the_key_may_use(tollgate: LiveServer, admin: Admin) -> None:
     tenant = await admin.tenant(models=["gpt-4o-mini"])
     with pytest.raises(openai.NotFoundError) as caught:
