@@ -28,6 +28,7 @@ from app.ratelimits.service import LimitsCache
 from app.runs.service import RunExecutor
 from app.spend.repository import MoneyFunctions
 from app.spend.service import SpendService
+from app.threads.service import ThreadChats
 from app.usage.pricing import PriceBook
 
 
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.gateway = Gateway(upstream, prices, Meter(spend, limiter, app.state.limits))
         app.state.catalog = ModelCatalog(upstream, settings.gateway.models_cache_ttl_s)
         app.state.runs = RunExecutor(sessionmaker, app.state.gateway)
+        app.state.thread_chats = ThreadChats(sessionmaker)
         tasks = [
             asyncio.create_task(every(settings.spend.reaper_interval_s, spend.reap_once), name="lease-reaper"),
             asyncio.create_task(every(settings.spend.lease_ttl_s / 3, spend.heartbeat_once), name="lease-heartbeat"),
@@ -102,7 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=settings.gateway.cors_origins,
             allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-            allow_headers=["authorization", "content-type", "openai-beta", "x-stainless-*"],
+            allow_headers=["authorization", "content-type", "openai-beta", "x-stainless-*", "x-tollgate-thread-id"],
             expose_headers=["x-request-id", "retry-after"],
             max_age=600,
         )

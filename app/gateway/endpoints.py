@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import time
 from typing import Annotated, Any
 
@@ -10,8 +11,11 @@ from app.api_keys.dependencies import CurrentPrincipal, get_principal
 from app.gateway.catalog import ModelCatalog
 from app.gateway.dependencies import read_json_object
 from app.gateway.service import CallContext, Gateway, model_not_found
+from app.threads.service import ThreadChats
 
 router = APIRouter(prefix="/v1", tags=["openai"])
+# Names one of the caller's threads: the chat call continues that conversation and is stored in it.
+THREAD_HEADER = "x-tollgate-thread-id"
 
 _BODY_DOC = {"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}}
 
@@ -44,7 +48,12 @@ async def _metered_call(request: Request, endpoint: str) -> tuple[Gateway, CallC
 @router.post("/chat/completions", openapi_extra=_BODY_DOC)
 async def chat_completions(request: Request) -> Response:
     gateway, context, raw, body = await _metered_call(request, "chat.completions")
-    return await gateway.chat(context, raw, body)
+    thread_id = request.headers.get(THREAD_HEADER)
+    if thread_id is None:
+        return await gateway.chat(context, raw, body)
+    chats: ThreadChats = request.app.state.thread_chats
+    body, record = await chats.prepare(context.principal, thread_id, body)
+    return await gateway.chat(context, json.dumps(body).encode(), body, on_answer=record)
 
 
 @router.post("/embeddings", openapi_extra=_BODY_DOC)

@@ -21,7 +21,7 @@ from app.api_keys.schemas import Principal
 from app.errors import GatewayError, InvalidRequest, NotFound, UpstreamError
 from app.gateway.metering import Admission, Meter
 from app.gateway.schemas import ChatRequest, parse_chat, parse_embeddings
-from app.gateway.streaming import OUTCOME_COMPLETED, OUTCOME_DISCONNECTED, RelayResult, SSERelay
+from app.gateway.streaming import OUTCOME_COMPLETED, OUTCOME_DISCONNECTED, ChunkStream, RelayResult, SSERelay
 from app.gateway.upstream import Reply, Upstream
 from app.kit.tokens import count_chat_prompt, count_embedding_input, count_text, estimate_chat_prompt
 from app.models import usage_record as status
@@ -30,6 +30,7 @@ from app.usage.pricing import PriceBook, TokenUsage
 from app.usage.service import Settlement
 
 _R = TypeVar("_R", Reply, aiohttp.ClientResponse)
+AnswerHook = Callable[[str], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +78,40 @@ class Gateway:
                 code="model_not_priced",
             )
 
-    async def chat(self, ctx: CallContext, raw: bytes, body: dict[str, Any]) -> Response:
+    async def chat(
+        self, ctx: CallContext, raw: bytes, body: dict[str, Any], on_answer: AnswerHook | None = None
+    ) -> Response:
+        """``on_answer`` is called with the first choice's text once the call has succeeded and
+        been settled (a thread that records the exchange)."""
+        ctx, req, admission, body, raw = await self._admit_chat(ctx, raw, body)
+        if req.stream:
+            return await self._chat_stream(ctx, admission, req, body, raw, on_answer)
+
+        def estimate_usage(parsed: dict[str, Any] | None) -> TokenUsage:
+            text = _message_text(parsed) if parsed else ""
+            return TokenUsage(prompt=count_chat_prompt(req.model, req.messages), completion=count_text(req.model, text))
+
+        response = await self._call_json(ctx, admission, "/chat/completions", raw, estimate_usage)
+        if on_answer is not None:
+            await on_answer(_first_choice_text(bytes(response.body)))
+        return response
+
+    async def open_chat_stream(self, ctx: CallContext, body: dict[str, Any]) -> ChunkStream:
+        """A streamed chat call whose chunks Tollgate consumes itself (streamed runs); metered and
+        settled like any chat call when the returned stream's block is left."""
+        body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        ctx, req, admission, body, raw = await self._admit_chat(ctx, json.dumps(body).encode(), body)
+        response = await self._send(ctx, admission, self.upstream.stream("/chat/completions", raw))
+        upstream_id = response.headers.get("x-request-id")
+
+        async def finish(outcome: str, usage: dict[str, Any] | None, text: Callable[[], str]) -> TokenUsage:
+            return await self._settle_stream(ctx, admission, req, upstream_id, outcome, usage, text)
+
+        return ChunkStream(response, finish)
+
+    async def _admit_chat(
+        self, ctx: CallContext, raw: bytes, body: dict[str, Any]
+    ) -> tuple[CallContext, ChatRequest, Admission, dict[str, Any], bytes]:
         req = parse_chat(body)
         self.authorize(ctx.principal, req.model)
         ctx = replace(ctx, model=req.model)
@@ -95,14 +129,7 @@ class Gateway:
         if cap is not None and cap != estimate.requested_cap:
             # The cap that was reserved is the cap upstream must enforce.
             body, raw = with_fields(body, raw, {cap_field: cap})
-        if req.stream:
-            return await self._chat_stream(ctx, admission, req, body, raw)
-
-        def estimate_usage(parsed: dict[str, Any] | None) -> TokenUsage:
-            text = _message_text(parsed) if parsed else ""
-            return TokenUsage(prompt=count_chat_prompt(req.model, req.messages), completion=count_text(req.model, text))
-
-        return await self._call_json(ctx, admission, "/chat/completions", raw, estimate_usage)
+        return ctx, req, admission, body, raw
 
     async def embeddings(self, ctx: CallContext, raw: bytes, body: dict[str, Any]) -> Response:
         req = parse_embeddings(body)
@@ -139,7 +166,13 @@ class Gateway:
         return Response(response.content, media_type=media_type, headers=admission.headers)
 
     async def _chat_stream(
-        self, ctx: CallContext, admission: Admission, req: ChatRequest, body: dict[str, Any], raw: bytes
+        self,
+        ctx: CallContext,
+        admission: Admission,
+        req: ChatRequest,
+        body: dict[str, Any],
+        raw: bytes,
+        on_answer: AnswerHook | None,
     ) -> Response:
         if not req.client_wants_usage:
             # Always ask for usage: billing depends on it. The client never sees the extra event.
@@ -149,19 +182,36 @@ class Gateway:
         upstream_id = response.headers.get("x-request-id")
 
         async def finish(result: RelayResult) -> None:
-            if result.usage is not None:
-                tokens, upstream_counted = tokens_from_usage(result.usage), True
-            else:
-                completion = count_text(req.model, result.relayed_text())
-                tokens = TokenUsage(prompt=count_chat_prompt(req.model, req.messages), completion=completion)
-                upstream_counted = False
-            outcome = {
-                OUTCOME_COMPLETED: status.STATUS_OK,
-                OUTCOME_DISCONNECTED: status.STATUS_CLIENT_DISCONNECTED,
-            }.get(result.outcome, status.STATUS_STREAM_ERROR)
-            await self._settle(ctx, admission, tokens, outcome, 200, upstream_id, source=upstream_counted)
+            outcome, usage = result.outcome, result.usage
+            await self._settle_stream(ctx, admission, req, upstream_id, outcome, usage, result.relayed_text)
+            if on_answer is not None and result.outcome == OUTCOME_COMPLETED:
+                await on_answer(result.relayed_content())
 
         return SSERelay(response, keep_usage_event=req.client_wants_usage, headers=admission.headers, on_finish=finish)
+
+    async def _settle_stream(
+        self,
+        ctx: CallContext,
+        admission: Admission,
+        req: ChatRequest,
+        upstream_id: str | None,
+        outcome: str,
+        usage: dict[str, Any] | None,
+        text: Callable[[], str],
+    ) -> TokenUsage:
+        """Upstream's usage block when it came; otherwise tiktoken's count of what was delivered."""
+        if usage is not None:
+            tokens, upstream_counted = tokens_from_usage(usage), True
+        else:
+            completion = count_text(req.model, text())
+            tokens = TokenUsage(prompt=count_chat_prompt(req.model, req.messages), completion=completion)
+            upstream_counted = False
+        row_status = {
+            OUTCOME_COMPLETED: status.STATUS_OK,
+            OUTCOME_DISCONNECTED: status.STATUS_CLIENT_DISCONNECTED,
+        }.get(outcome, status.STATUS_STREAM_ERROR)
+        await self._settle(ctx, admission, tokens, row_status, 200, upstream_id, source=upstream_counted)
+        return tokens
 
     async def _send(self, ctx: CallContext, admission: Admission, call: Awaitable[_R]) -> _R:
         try:
@@ -227,3 +277,12 @@ def _message_text(parsed: dict[str, Any]) -> str:
         if isinstance(message.get("content"), str):
             parts.append(message["content"])
     return "".join(parts)
+
+
+def _first_choice_text(content: bytes) -> str:
+    try:
+        parsed = json.loads(content)
+        text = parsed["choices"][0]["message"]["content"]
+    except (ValueError, LookupError, TypeError):
+        return ""
+    return text if isinstance(text, str) else ""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +22,9 @@ import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from app.errors import error_body
+from app.errors import UpstreamError, error_body
 from app.gateway.upstream import UPSTREAM_IO_ERRORS
+from app.usage.pricing import TokenUsage
 
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')
 _EVENT_END = re.compile(rb"\r?\n\r?\n")
@@ -32,6 +33,9 @@ _DONE = b"data: [DONE]"
 OUTCOME_COMPLETED = "completed"
 OUTCOME_DISCONNECTED = "client_disconnected"
 OUTCOME_UPSTREAM_FAILED = "upstream_failed"
+
+# (outcome, upstream usage block or None, the generated text) -> the tokens billed.
+StreamFinish = Callable[[str, "dict[str, Any] | None", Callable[[], str]], Awaitable[TokenUsage]]
 
 
 @dataclass(slots=True)
@@ -49,14 +53,30 @@ class RelayResult:
                     parts.extend(_delta_texts(line[5:]))
         return "".join(parts)
 
+    def relayed_content(self) -> str:
+        """The first choice's message text as the client received it."""
+        parts: list[str] = []
+        for event in self.relayed:
+            chunk = _data_of(event)
+            for choice in (chunk or {}).get("choices") or ():
+                delta = choice.get("delta") or {} if isinstance(choice, dict) else {}
+                if choice.get("index", 0) == 0 and isinstance(delta.get("content"), str):
+                    parts.append(delta["content"])
+        return "".join(parts)
+
 
 def _delta_texts(data: bytes) -> list[str]:
     try:
         chunk = json.loads(data)
     except ValueError:
         return []
+    return delta_texts(chunk) if isinstance(chunk, dict) else []
+
+
+def delta_texts(chunk: dict[str, Any]) -> list[str]:
+    """The generated text of one chat chunk (content, refusal, tool-call names and arguments)."""
     texts: list[str] = []
-    for choice in chunk.get("choices") or () if isinstance(chunk, dict) else ():
+    for choice in chunk.get("choices") or ():
         delta = choice.get("delta") or {} if isinstance(choice, dict) else {}
         for key in ("content", "refusal"):
             if isinstance(delta.get(key), str):
@@ -174,3 +194,64 @@ class SSERelay(Response):
             self.result.usage = parsed["usage"]
             return self.keep_usage_event or bool(parsed.get("choices"))
         return True
+
+
+class ChunkStream:
+    """Upstream chat chunks parsed for Tollgate's own use (a streamed run), rather than relayed.
+
+    Used as ``async with stream: async for chunk in stream``. Leaving the block settles the call
+    once, shielded from cancellation; ``billed`` then holds the tokens that were charged. A broken
+    upstream raises ``UpstreamError`` from the iteration.
+    """
+
+    def __init__(self, upstream: aiohttp.ClientResponse, finish: StreamFinish) -> None:
+        self.upstream = upstream
+        self.finish = finish
+        self.outcome = OUTCOME_DISCONNECTED
+        self.usage: dict[str, Any] | None = None
+        self.texts: list[str] = []
+        self.billed: TokenUsage | None = None
+
+    async def __aenter__(self) -> ChunkStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        with anyio.CancelScope(shield=True):
+            if self.outcome == OUTCOME_COMPLETED:
+                self.upstream.release()
+            else:
+                self.upstream.close()
+            self.billed = await self.finish(self.outcome, self.usage, lambda: "".join(self.texts))
+
+    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        buffer = b""
+        try:
+            async for piece in self.upstream.content.iter_any():
+                buffer += piece
+                *events, buffer = _EVENT_END.split(buffer)
+                for chunk in self._chunks(events):
+                    yield chunk
+        except UPSTREAM_IO_ERRORS:
+            self.outcome = OUTCOME_UPSTREAM_FAILED
+            message = "The upstream stream failed before it completed."
+            raise UpstreamError(message, code="upstream_stream_error") from None
+        for chunk in self._chunks([buffer]):  # an upstream that ends without the final blank line
+            yield chunk
+        self.outcome = OUTCOME_COMPLETED
+
+    def _chunks(self, events: list[bytes]) -> Iterator[dict[str, Any]]:
+        for chunk in filter(None, map(_data_of, events)):
+            if isinstance(chunk.get("usage"), dict):
+                self.usage = chunk["usage"]
+            if chunk.get("choices"):
+                self.texts.extend(delta_texts(chunk))
+                yield chunk
+
+
+def _data_of(event: bytes) -> dict[str, Any] | None:
+    data = b"".join(ln[5:] for ln in event.splitlines() if ln.startswith(b"data:"))
+    try:
+        parsed = json.loads(data)
+    except ValueError:  # [DONE], or an event Tollgate cannot read and does not need
+        return None
+    return parsed if isinstance(parsed, dict) else None

@@ -9,6 +9,7 @@ from typing import Any
 
 from app.kit.tokens import REPLY_PRIMING, count_chat_prompt, count_text
 from app.models import ThreadMessage, ThreadRun
+from app.threads.schemas import chat_content
 
 # Room left for the answer when the run sets no max_completion_tokens.
 DEFAULT_OUTPUT_ROOM = 4096
@@ -17,7 +18,7 @@ DEFAULT_OUTPUT_ROOM = 4096
 def chat_body(run: ThreadRun, messages: Sequence[ThreadMessage], window: int | None) -> dict[str, Any]:
     """The assistant's instructions, the thread in order (truncated as the run says), then what
     the run itself added."""
-    thread = _truncated(run, [{"role": m.role, "content": _chat_content(m.content)} for m in messages], window)
+    thread = _truncated(run, [{"role": m.role, "content": chat_content(m.content)} for m in messages], window)
     chat: list[dict[str, Any]] = []
     if run.instructions:
         chat.append({"role": "system", "content": run.instructions})
@@ -71,13 +72,6 @@ def _tools_tokens(run: ThreadRun) -> int:
     return count_text(run.model, json.dumps(functions)) if functions else 0
 
 
-def _chat_content(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
-    """Stored (output-shaped) parts back to chat input: plain text stays a string."""
-    if all(p.get("type") == "text" for p in parts):
-        return "\n".join(p["text"]["value"] for p in parts)
-    return [{"type": "text", "text": p["text"]["value"]} if p.get("type") == "text" else p for p in parts]
-
-
 @dataclass
 class Outcome:
     content: str = ""
@@ -99,5 +93,6 @@ def outcome_of(reply: dict[str, Any]) -> Outcome:
         for c in message.get("tool_calls") or ()
         if c.get("type", "function") == "function"
     ]
-    step = {"role": "assistant", "content": message.get("content"), "tool_calls": calls} if calls else {}
+    # Text said alongside tool calls is kept as a thread message, so the step does not repeat it.
+    step = {"role": "assistant", "content": None, "tool_calls": calls} if calls else {}
     return Outcome(str(message.get("content") or ""), usage, calls, step)

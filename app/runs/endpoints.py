@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
@@ -10,6 +10,7 @@ from app.api_keys.dependencies import CurrentPrincipal
 from app.db import SessionDep
 from app.kit.pagination import CursorPage, Page, cursor_page
 from app.runs import service
+from app.runs.events import EventStream
 from app.runs.schemas import Run, RunCreate, RunUpdate, ThreadAndRunCreate, ToolOutputs
 from app.runs.service import RunExecutor
 
@@ -26,14 +27,27 @@ async def get_executor(request: Request) -> RunExecutor:
 Executor = Annotated[RunExecutor, Depends(get_executor)]
 
 
-@create_and_run_router.post("/runs", response_model=Run)
-async def create_thread_and_run(data: ThreadAndRunCreate, principal: CurrentPrincipal, executor: Executor) -> Run:
-    return Run.of(await executor.create_thread_and_run(principal, data))
+_STREAM_DOC: dict[str, Any] = {"responses": {"200": {"content": {"text/event-stream": {}}}}}
 
 
-@router.post("", response_model=Run)
-async def create_run(thread_id: str, data: RunCreate, principal: CurrentPrincipal, executor: Executor) -> Run:
-    return Run.of(await executor.create(principal, thread_id, data))
+@create_and_run_router.post("/runs", response_model=Run, openapi_extra=_STREAM_DOC)
+async def create_thread_and_run(
+    data: ThreadAndRunCreate, principal: CurrentPrincipal, executor: Executor
+) -> Run | EventStream:
+    run = await executor.start_with_thread(principal, data)
+    if data.stream:
+        return EventStream(executor.stream(principal, run, created=True))
+    return Run.of(await executor.advance(principal, run.id))
+
+
+@router.post("", response_model=Run, openapi_extra=_STREAM_DOC)
+async def create_run(
+    thread_id: str, data: RunCreate, principal: CurrentPrincipal, executor: Executor
+) -> Run | EventStream:
+    run = await executor.start(principal, thread_id, data)
+    if data.stream:
+        return EventStream(executor.stream(principal, run, created=True))
+    return Run.of(await executor.advance(principal, run.id))
 
 
 @router.get("", response_model=CursorPage[Run])
@@ -59,8 +73,11 @@ async def cancel_run(thread_id: str, run_id: str, principal: CurrentPrincipal, e
     return Run.of(await executor.cancel(principal, thread_id, run_id))
 
 
-@router.post("/{run_id}/submit_tool_outputs", response_model=Run)
+@router.post("/{run_id}/submit_tool_outputs", response_model=Run, openapi_extra=_STREAM_DOC)
 async def submit_tool_outputs(
     thread_id: str, run_id: str, data: ToolOutputs, principal: CurrentPrincipal, executor: Executor
-) -> Run:
-    return Run.of(await executor.submit_tool_outputs(principal, thread_id, run_id, data))
+) -> Run | EventStream:
+    run = await executor.accept_tool_outputs(principal, thread_id, run_id, data)
+    if data.stream:
+        return EventStream(executor.stream(principal, run, created=False))
+    return Run.of(await executor.advance(principal, run.id))

@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.kit.pagination import PageParams, keyset_page
 from app.kit.repository import RepositoryBase
@@ -25,6 +25,20 @@ class RunRepository(RepositoryBase[ThreadRun]):
             ThreadRun.status.in_(("queued", "in_progress", "requires_action", "cancelling")),
         )
         return await self.get_one_or_none(statement.limit(1))
+
+    async def expire_overdue(self, thread_id: str, now: datetime) -> None:
+        """Runs past ``expires_at`` that never finished (tool outputs never sent, or a worker
+        that stopped mid-run) become ``expired``, as OpenAI's do; the thread is free again."""
+        statement = (
+            update(ThreadRun)
+            .where(
+                ThreadRun.thread_id == thread_id,
+                ThreadRun.status.in_(("queued", "in_progress", "requires_action", "cancelling")),
+                ThreadRun.expires_at < now,
+            )
+            .values(status="expired", required_action=None)
+        )
+        await self.session.execute(statement)
 
     async def page(
         self, thread_id: str, page: PageParams, anchor: tuple[datetime, str] | None

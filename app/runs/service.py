@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -24,11 +25,13 @@ from app.kit.db_types import utcnow
 from app.kit.pagination import PageParams, cursor_anchor
 from app.models import Assistant, ThreadMessage, ThreadRun
 from app.runs.chat import chat_body, outcome_of
+from app.runs.events import Event, StepStream, run_event
 from app.runs.repository import RunRepository
-from app.runs.schemas import RunCreate, RunUpdate, ThreadAndRunCreate, ToolOutputs
+from app.runs.schemas import Run, RunCreate, RunUpdate, ThreadAndRunCreate, ToolOutputs
 from app.threads import service as threads
 from app.threads.repository import MessageRepository
 from app.threads.schemas import ThreadCreate
+from app.usage.pricing import TokenUsage
 
 RUN_TTL = timedelta(minutes=10)
 ACTIVE = frozenset({"queued", "in_progress", "requires_action"})
@@ -39,7 +42,9 @@ def run_not_found(run_id: str) -> NotFound:
 
 
 async def get_run(session: AsyncSession, principal: Principal, thread_id: str, run_id: str) -> ThreadRun:
-    run = await RunRepository(session).get_owned(thread_id, run_id, principal.user_id)
+    repo = RunRepository(session)
+    await repo.expire_overdue(thread_id, utcnow())
+    run = await repo.get_owned(thread_id, run_id, principal.user_id)
     if run is None:
         raise run_not_found(run_id)
     return run
@@ -50,6 +55,7 @@ async def list_runs(
 ) -> tuple[list[ThreadRun], bool]:
     thread = await threads.get_thread(session, principal, thread_id)
     repo = RunRepository(session)
+    await repo.expire_overdue(thread.id, utcnow())
     anchor = await cursor_anchor(page, lambda id_: repo.get_owned(thread.id, id_, principal.user_id), "run")
     rows, has_more = await repo.page(thread.id, page, anchor)
     return list(rows), has_more
@@ -66,29 +72,30 @@ async def update_run(
 
 
 class RunExecutor:
+    """Starts runs in one short transaction, then advances them by one upstream call, either
+    answering with the run's next state or streaming the Assistants events of that call."""
+
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], gateway: Gateway) -> None:
         self.sessionmaker = sessionmaker
         self.gateway = gateway
 
-    async def create(self, principal: Principal, thread_id: str, data: RunCreate) -> ThreadRun:
-        _refuse_streaming(data.stream)
+    async def start(self, principal: Principal, thread_id: str, data: RunCreate) -> ThreadRun:
         async with self.sessionmaker.begin() as session:
             thread = await threads.get_thread(session, principal, thread_id)
-            run = await self._start(session, principal, thread.id, data)
-        return await self._advance(principal, run.id)
+            return await self._start(session, principal, thread.id, data)
 
-    async def create_thread_and_run(self, principal: Principal, data: ThreadAndRunCreate) -> ThreadRun:
+    async def start_with_thread(self, principal: Principal, data: ThreadAndRunCreate) -> ThreadRun:
         """A new thread and its first run; nothing is kept if the run cannot start."""
-        _refuse_streaming(data.stream)
         async with self.sessionmaker.begin() as session:
             thread = await threads.create_thread(session, principal, data.thread or ThreadCreate())
-            run = await self._start(session, principal, thread.id, data)
-        return await self._advance(principal, run.id)
+            return await self._start(session, principal, thread.id, data)
 
     async def _start(self, session: AsyncSession, principal: Principal, thread_id: str, data: RunCreate) -> ThreadRun:
         assistant = await assistants.get(session, principal, data.assistant_id)
         self.gateway.authorize(principal, data.model or assistant.model)
-        if await RunRepository(session).active_on(thread_id) is not None:
+        repo = RunRepository(session)
+        await repo.expire_overdue(thread_id, utcnow())
+        if await repo.active_on(thread_id) is not None:
             raise InvalidRequest(f"Thread {thread_id} already has an active run.", param="thread_id")
         for message in data.additional_messages or ():
             await threads.create_message(session, principal, thread_id, message)
@@ -96,10 +103,9 @@ class RunExecutor:
         session.add(run)
         return run
 
-    async def submit_tool_outputs(
+    async def accept_tool_outputs(
         self, principal: Principal, thread_id: str, run_id: str, data: ToolOutputs
     ) -> ThreadRun:
-        _refuse_streaming(data.stream)
         async with self.sessionmaker.begin() as session:
             run = await get_run(session, principal, thread_id, run_id)
             if run.status != "requires_action" or run.required_action is None:
@@ -113,7 +119,7 @@ class RunExecutor:
             outputs = [{"role": "tool", "tool_call_id": o.tool_call_id, "content": o.output} for o in data.tool_outputs]
             run.steps = [*run.steps, *outputs]
             run.required_action, run.status = None, "in_progress"
-        return await self._advance(principal, run_id)
+        return run
 
     async def cancel(self, principal: Principal, thread_id: str, run_id: str) -> ThreadRun:
         async with self.sessionmaker.begin() as session:
@@ -126,55 +132,87 @@ class RunExecutor:
                 run.cancelled_at, run.required_action = utcnow(), None
         return run
 
-    async def _advance(self, principal: Principal, run_id: str) -> ThreadRun:
+    async def advance(self, principal: Principal, run_id: str) -> ThreadRun:
         """One upstream call for the run, then the run's next state."""
+        context, body = await self._prepare(principal, run_id)
+        try:
+            response = await self.gateway.chat(context, json.dumps(body).encode(), body)
+            reply: dict[str, Any] = json.loads(bytes(response.body))
+        except GatewayError as exc:
+            return await self._fail(run_id, exc)
+        run, _ = await self._apply(run_id, reply)
+        return run
+
+    async def stream(self, principal: Principal, run: ThreadRun, *, created: bool) -> AsyncIterator[Event]:
+        """``advance`` as an Assistants event stream: upstream's chunks become deltas as they come."""
+        if created:
+            yield "thread.run.created", Run.of(run).model_dump()
+        yield "thread.run.in_progress", Run.of(run).model_dump()
+        context, body = await self._prepare(principal, run.id)
+        step = StepStream(run)
+        try:
+            chunks = await self.gateway.open_chat_stream(context, body)
+            async with chunks:
+                async for chunk in chunks:
+                    for event in step.feed(chunk):
+                        yield event
+        except GatewayError as exc:
+            yield run_event(await self._fail(run.id, exc))
+            return
+        billed = chunks.billed or TokenUsage()
+        usage = {"prompt_tokens": billed.prompt, "completion_tokens": billed.completion}
+        done, message = await self._apply(run.id, step.reply(usage), step.message_id)
+        for event in step.closing(done, message):
+            yield event
+
+    async def _prepare(self, principal: Principal, run_id: str) -> tuple[CallContext, dict[str, Any]]:
         async with self.sessionmaker() as session:
             run = await RunRepository(session).get_by_id(run_id)
             assert run is not None
             messages = await MessageRepository(session).conversation(run.thread_id)
         calls = 1 + sum(1 for step in run.steps if step.get("role") == "assistant")
         context = CallContext(principal, f"{run.id}.{calls}", time.perf_counter(), "threads.runs")
-        body = chat_body(run, messages, self.gateway.prices.context_window(run.model))
-        try:
-            response = await self.gateway.chat(context, json.dumps(body).encode(), body)
-            reply: dict[str, Any] = json.loads(bytes(response.body))
-        except GatewayError as exc:
-            return await self._fail(run_id, exc)
-        return await self._apply(run_id, reply)
+        return context, chat_body(run, messages, self.gateway.prices.context_window(run.model))
 
-    async def _apply(self, run_id: str, reply: dict[str, Any]) -> ThreadRun:
+    async def _apply(
+        self, run_id: str, reply: dict[str, Any], message_id: str | None = None
+    ) -> tuple[ThreadRun, ThreadMessage | None]:
+        """The reply written to the run and thread in one transaction. A run that expired or was
+        cancelled meanwhile keeps that state; the call was billed all the same."""
         async with self.sessionmaker.begin() as session:
             run = await RunRepository(session).get_by_id(run_id)
             assert run is not None
             outcome = outcome_of(reply)
             run.usage = _added(run.usage, outcome.usage)
+            if run.status not in ("in_progress", "cancelling"):
+                return run, None
             now = utcnow()
             if run.status == "cancelling":
                 run.status, run.cancelled_at = "cancelled", now
-            elif outcome.tool_calls:
+                return run, None
+            message = None
+            if outcome.content or not outcome.tool_calls:
+                message = _assistant_message(run, outcome.content, message_id or new_id("msg"))
+                session.add(message)
+            if outcome.tool_calls:
                 run.steps = [*run.steps, outcome.assistant_step]
                 run.status = "requires_action"
                 calls = {"tool_calls": outcome.tool_calls}
                 run.required_action = {"type": "submit_tool_outputs", "submit_tool_outputs": calls}
             else:
-                session.add(_assistant_message(run, outcome.content))
                 run.status, run.completed_at = "completed", now
-        return run
+        return run, message
 
     async def _fail(self, run_id: str, exc: GatewayError) -> ThreadRun:
         """The thread stays as it was; the run records why it failed."""
         async with self.sessionmaker.begin() as session:
             run = await RunRepository(session).get_by_id(run_id)
             assert run is not None
-            code = "rate_limit_exceeded" if exc.status_code == 429 else "server_error"
-            run.last_error = {"code": code, "message": exc.message}
-            run.status, run.failed_at = "failed", utcnow()
+            if run.status in ("in_progress", "cancelling"):
+                code = "rate_limit_exceeded" if exc.status_code == 429 else "server_error"
+                run.last_error = {"code": code, "message": exc.message}
+                run.status, run.failed_at = "failed", utcnow()
         return run
-
-
-def _refuse_streaming(stream: bool | None) -> None:
-    if stream:
-        raise InvalidRequest("Streaming runs are not served yet; send the request without stream.", param="stream")
 
 
 def _new_run(principal: Principal, thread_id: str, assistant: Assistant, data: RunCreate) -> ThreadRun:
@@ -209,10 +247,10 @@ def _new_run(principal: Principal, thread_id: str, assistant: Assistant, data: R
     )
 
 
-def _assistant_message(run: ThreadRun, text: str) -> ThreadMessage:
+def _assistant_message(run: ThreadRun, text: str, message_id: str) -> ThreadMessage:
     now = utcnow()
     return ThreadMessage(
-        id=new_id("msg"),
+        id=message_id,
         thread_id=run.thread_id,
         user_id=run.user_id,
         role="assistant",
@@ -227,5 +265,6 @@ def _assistant_message(run: ThreadRun, text: str) -> ThreadMessage:
 
 
 def _added(total: dict[str, int] | None, usage: dict[str, int]) -> dict[str, int]:
-    keys = ("prompt_tokens", "completion_tokens", "total_tokens")
-    return {k: (total or {}).get(k, 0) + usage.get(k, 0) for k in keys}
+    prompt = (total or {}).get("prompt_tokens", 0) + usage.get("prompt_tokens", 0)
+    completion = (total or {}).get("completion_tokens", 0) + usage.get("completion_tokens", 0)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}

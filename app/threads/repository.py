@@ -5,9 +5,10 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from app.kit.db_types import utcnow
 from app.kit.pagination import PageParams, keyset_page
 from app.kit.repository import RepositoryBase
-from app.models import Thread, ThreadMessage
+from app.models import Thread, ThreadMessage, ThreadRun
 
 
 class ThreadRepository(RepositoryBase[Thread]):
@@ -24,6 +25,14 @@ class ThreadRepository(RepositoryBase[Thread]):
         for key, value in metadata.items():
             statement = statement.where(Thread.meta[key].as_string() == value)
         return await keyset_page(self.session, statement, (Thread.created_at, Thread.id), page, anchor)
+
+    async def has_active_run(self, thread_id: str) -> bool:
+        statement = select(ThreadRun.id).where(
+            ThreadRun.thread_id == thread_id,
+            ThreadRun.status.in_(("queued", "in_progress", "requires_action", "cancelling")),
+            ThreadRun.expires_at > utcnow(),
+        )
+        return (await self.session.execute(statement.limit(1))).first() is not None
 
     async def delete(self, thread: Thread) -> None:
         """Its messages go with it (ON DELETE CASCADE)."""

@@ -44,6 +44,13 @@ class MessageCreate(BaseModel):
         ]
 
 
+def chat_content(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    """Stored (output-shaped) parts back to chat input: plain text stays a string."""
+    if all(p.get("type") == "text" for p in parts):
+        return "\n".join(p["text"]["value"] for p in parts)
+    return [{"type": "text", "text": p["text"]["value"]} if p.get("type") == "text" else p for p in parts]
+
+
 class MessageUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api_keys.schemas import Principal
-from app.errors import NotFound
+from app.errors import InvalidRequest, NotFound
 from app.kit.crypto import new_id
 from app.kit.db_types import utcnow
 from app.kit.pagination import PageParams, cursor_anchor
 from app.models import Thread, ThreadMessage
 from app.threads.repository import MessageRepository, ThreadRepository
-from app.threads.schemas import MessageCreate, MessageUpdate, ThreadCreate, ThreadUpdate
+from app.threads.schemas import MessageCreate, MessageUpdate, ThreadCreate, ThreadUpdate, chat_content
 
 
 def thread_not_found(thread_id: str) -> NotFound:
@@ -119,3 +121,67 @@ async def _add_message(
         created_at=created_at or now,
     )
     return await MessageRepository(session).create(message)
+
+
+class ThreadChats:
+    """Chat completions that name one of the caller's threads (header ``X-Tollgate-Thread-Id``):
+    the stored conversation is sent before the new messages, and once the call has succeeded
+    the new user messages and the answer are stored together, so a failed call leaves the
+    thread as it was. The request may add only user messages, after any system or developer
+    instructions, which are sent but not stored."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self.sessionmaker = sessionmaker
+
+    async def prepare(
+        self, principal: Principal, thread_id: str, body: dict[str, Any]
+    ) -> tuple[dict[str, Any], Callable[[str], Awaitable[None]]]:
+        """The body to send, and what to call with the answer's text."""
+        lead, new = _split_chat_messages(body)
+        async with self.sessionmaker() as session:
+            thread = await get_thread(session, principal, thread_id)
+            if await ThreadRepository(session).has_active_run(thread.id):
+                raise InvalidRequest(
+                    f"Thread {thread.id} has an active run; wait for it to finish.",
+                )
+            history = await MessageRepository(session).conversation(thread.id)
+        past = [{"role": m.role, "content": chat_content(m.content)} for m in history]
+
+        async def record(answer: str) -> None:
+            if not answer:
+                return  # a tool call or an empty reply: nothing a thread message could hold
+            async with self.sessionmaker.begin() as session:
+                started = utcnow()
+                for i, message in enumerate([*new, MessageCreate(role="assistant", content=answer)]):
+                    await _add_message(session, thread, message, started + timedelta(microseconds=i))
+
+        messages = body["messages"]
+        return {**body, "messages": [*messages[:lead], *past, *messages[lead:]]}, record
+
+
+def _split_chat_messages(body: dict[str, Any]) -> tuple[int, list[MessageCreate]]:
+    """How many leading instructions the request has, and its new user messages."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise InvalidRequest("'messages' must be an array of message objects.", param="messages")
+    if int(body.get("n") or 1) != 1:
+        raise InvalidRequest("A request that names a thread must ask for one choice (n=1).", param="n")
+    lead = 0
+    while lead < len(messages) and messages[lead].get("role") in ("system", "developer"):
+        lead += 1
+    new: list[MessageCreate] = []
+    for index, message in enumerate(messages[lead:], start=lead):
+        if message.get("role") != "user" or set(message) - {"role", "content"}:
+            raise InvalidRequest(
+                "A request that names a thread may add only user messages (role and content), "
+                "after any system or developer messages.",
+                param=f"messages[{index}]",
+            )
+        try:
+            new.append(MessageCreate(role="user", content=message.get("content")))
+        except ValidationError as exc:
+            reason = exc.errors()[0]["msg"]
+            raise InvalidRequest(f"Invalid content: {reason}.", param=f"messages[{index}].content") from None
+    if not new:
+        raise InvalidRequest("A request that names a thread must add a user message.", param="messages")
+    return lead, new

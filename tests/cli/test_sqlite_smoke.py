@@ -152,6 +152,17 @@ def test_threads_page_filter_and_cascade_on_sqlite(
     headers = {"authorization": f"Bearer {key}"}
     filtered = httpx.get(served.url + "/v1/threads", params={"metadata[n]": "2"}, headers=headers).json()
     assert [t["id"] for t in filtered["data"]] == [threads[2].id]
+    assistant = client.beta.assistants.create(model="gpt-4o-mini")
+    with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as stream:
+        stream.until_done()
+        assert stream.get_final_run().status == "completed"
+    client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "m5"}],
+        extra_headers={"X-Tollgate-Thread-Id": thread.id},
+    )
+    roles = [m.role for m in client.beta.threads.messages.list(thread.id, order="asc")]
+    assert roles == ["user"] * 5 + ["assistant", "user", "assistant"]
     client.beta.threads.delete(thread.id)
     with pytest.raises(openai.NotFoundError):
         client.beta.threads.messages.list(thread.id)

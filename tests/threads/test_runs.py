@@ -133,15 +133,6 @@ async def test_runs_are_the_owners_only(tollgate: LiveServer, admin: Admin) -> N
     assert (await a.beta.threads.runs.retrieve(run.id, thread_id=thread.id)).status == "completed"
 
 
-async def test_streaming_runs_are_refused_clearly_for_now(tollgate: LiveServer, tenant: Tenant) -> None:
-    client = tenant.client(tollgate.url)
-    assistant = await client.beta.assistants.create(model=PRICED_MODEL)
-    thread = await client.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
-    with pytest.raises(openai.BadRequestError) as caught:
-        await client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id, stream=True)
-    assert caught.value.param == "stream"
-
-
 async def test_create_and_run_makes_the_thread_and_runs_it(tollgate: LiveServer, tenant: Tenant) -> None:
     client = tenant.client(tollgate.url)
     assistant = await client.beta.assistants.create(model=PRICED_MODEL)
