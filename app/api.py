@@ -11,6 +11,7 @@ from app.runs.endpoints import create_and_run_router
 from app.runs.endpoints import router as runs_router
 from app.threads.endpoints import admin_router as threads_admin_router
 from app.threads.endpoints import router as threads_router
+from app.upstreams.endpoints import router as upstreams_router
 
 # Included into the app one by one, the OpenAI routes first: FastAPI walks included routers on
 # every request, so a flat, hot-first list is measurably cheaper than one nested router.
@@ -26,4 +27,5 @@ routers: list[APIRouter] = [
     keys_router,
     budgets_router,
     ratelimits_router,
+    upstreams_router,
 ]

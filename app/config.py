@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _BASE = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
@@ -28,6 +28,24 @@ class ModelPriceOverride(BaseModel):
     input_per_mtok: Decimal = Field(ge=0)
     cached_input_per_mtok: Decimal | None = Field(default=None, ge=0)
     output_per_mtok: Decimal = Field(default=Decimal(0), ge=0)
+
+
+class UpstreamTarget(BaseModel):
+    """One more OpenAI-compatible upstream: another OpenAI key (organization or project) sharing the
+    load, or a server for particular models (vLLM, llama.cpp, Azure OpenAI's v1 API)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+    base_url: str = Field(pattern=r"^https?://")
+    api_key: SecretStr = SecretStr("")
+    # Share of the traffic among the upstreams that serve a model; 0 takes it out of rotation.
+    weight: int = Field(default=1, ge=0, le=1000)
+    # Models this upstream serves exclusively; empty: any model no other upstream claims.
+    models: list[str] = Field(default_factory=list, max_length=1000)
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, v: str) -> str:
+        return v.rstrip("/")
 
 
 class DatabaseSettings(BaseSettings):
@@ -88,6 +106,12 @@ class GatewaySettings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # JSON object: {"ft:gpt-4o-mini:acme::x": {"input_per_mtok": "0.3", "output_per_mtok": "1.2"}}
     price_overrides: Annotated[dict[str, ModelPriceOverride], NoDecode] = Field(default_factory=dict)
+    # JSON list of upstreams besides OPENAI_BASE_URL/OPENAI_API_KEY (which is named "default"):
+    # [{"name": "org-b", "base_url": "https://api.openai.com/v1", "api_key": "sk-...", "weight": 2},
+    #  {"name": "vllm", "base_url": "http://10.0.0.5:8000/v1", "models": ["llama-3.1-70b"]}]
+    upstreams: Annotated[list[UpstreamTarget], NoDecode] = Field(default_factory=list)
+    # How soon an admin's change to the upstreams reaches the other replicas.
+    upstreams_refresh_s: float = Field(default=5.0, gt=0)
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -96,11 +120,11 @@ class GatewaySettings(BaseSettings):
             return [o.strip() for o in v.split(",") if o.strip()]
         return v
 
-    @field_validator("price_overrides", mode="before")
+    @field_validator("price_overrides", "upstreams", mode="before")
     @classmethod
-    def _parse_overrides(cls, v: object) -> object:
+    def _parse_json(cls, v: object, info: ValidationInfo) -> object:
         if isinstance(v, str):
-            return json.loads(v) if v.strip() else {}
+            return json.loads(v) if v.strip() else ([] if info.field_name == "upstreams" else {})
         return v
 
 

@@ -17,7 +17,8 @@ from app.errors import install_error_handlers
 from app.gateway.catalog import ModelCatalog
 from app.gateway.metering import Meter
 from app.gateway.service import Gateway
-from app.gateway.upstream import Upstream
+from app.gateway.upstream import Upstream, default_target
+from app.kit.crypto import sealer
 from app.kit.logging import configure_logging, flush_logs
 from app.kit.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from app.kit.runtime import freeze_startup_heap
@@ -29,6 +30,7 @@ from app.runs.service import RunExecutor
 from app.spend.repository import MoneyFunctions
 from app.spend.service import SpendService
 from app.threads.service import ThreadChats
+from app.upstreams.service import UpstreamDirectory
 from app.usage.pricing import PriceBook
 
 
@@ -40,7 +42,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(settings.database)
         sessionmaker = create_sessionmaker(engine)
         secret = resolve_key_secret(settings)
-        upstream = Upstream(settings.upstream)
+        upstream = Upstream(settings.upstream, settings.gateway.upstreams)
+        configured = [default_target(settings.upstream), *settings.gateway.upstreams]
+        directory = UpstreamDirectory(upstream, configured, sessionmaker, sealer(secret, "upstream-keys"))
+        await directory.refresh()
         if settings.keys.admin_key is not None:
             async with sessionmaker.begin() as session:
                 await ensure_admin(session, secret, settings.keys.admin_key.get_secret_value())
@@ -68,10 +73,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.catalog = ModelCatalog(upstream, settings.gateway.models_cache_ttl_s)
         app.state.runs = RunExecutor(sessionmaker, app.state.gateway)
         app.state.thread_chats = ThreadChats(sessionmaker)
+        app.state.upstreams = directory
         tasks = [
             asyncio.create_task(every(settings.spend.reaper_interval_s, spend.reap_once), name="lease-reaper"),
             asyncio.create_task(every(settings.spend.lease_ttl_s / 3, spend.heartbeat_once), name="lease-heartbeat"),
             asyncio.create_task(every(1.0, flush_logs), name="log-flush"),
+            asyncio.create_task(every(settings.gateway.upstreams_refresh_s, directory.refresh), name="upstreams"),
         ]
         freeze_startup_heap()
         try:

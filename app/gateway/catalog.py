@@ -38,7 +38,7 @@ class ModelCatalog:
         if model in models:
             return JSONResponse(models[model])
         # Quoted whole, so an id like "../files" cannot reach another upstream route.
-        response = await self._upstream.request("GET", f"/models/{quote(model, safe='')}")
+        response = await self._upstream.request("GET", f"/models/{quote(model, safe='')}", model=model)
         return Response(response.content, media_type="application/json")
 
     async def _load(self) -> dict[str, dict[str, Any]]:

@@ -25,6 +25,7 @@ class Admission:
     reservation: Reservation
     limits: list[Limit] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
+    upstream: str | None = None  # the upstream that answered, once one has
 
 
 class Meter:

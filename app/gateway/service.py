@@ -101,7 +101,7 @@ class Gateway:
         settled like any chat call when the returned stream's block is left."""
         body = {**body, "stream": True, "stream_options": {"include_usage": True}}
         ctx, req, admission, body, raw = await self._admit_chat(ctx, json.dumps(body).encode(), body)
-        response = await self._send(ctx, admission, self.upstream.stream("/chat/completions", raw))
+        response = await self._send(ctx, admission, self.upstream.stream("/chat/completions", raw, model=req.model))
         upstream_id = response.headers.get("x-request-id")
 
         async def finish(outcome: str, usage: dict[str, Any] | None, text: Callable[[], str]) -> TokenUsage:
@@ -148,7 +148,7 @@ class Gateway:
         raw: bytes,
         estimate: Callable[[dict[str, Any] | None], TokenUsage],
     ) -> Response:
-        response = await self._send(ctx, admission, self.upstream.request("POST", path, raw))
+        response = await self._send(ctx, admission, self.upstream.request("POST", path, raw, model=ctx.model))
         upstream_id = response.headers.get("x-request-id")
         try:
             parsed = json.loads(response.content)
@@ -178,7 +178,7 @@ class Gateway:
             # Always ask for usage: billing depends on it. The client never sees the extra event.
             options = {**(body.get("stream_options") or {}), "include_usage": True}
             body, raw = with_fields(body, raw, {"stream_options": options})
-        response = await self._send(ctx, admission, self.upstream.stream("/chat/completions", raw))
+        response = await self._send(ctx, admission, self.upstream.stream("/chat/completions", raw, model=req.model))
         upstream_id = response.headers.get("x-request-id")
 
         async def finish(result: RelayResult) -> None:
@@ -215,7 +215,7 @@ class Gateway:
 
     async def _send(self, ctx: CallContext, admission: Admission, call: Awaitable[_R]) -> _R:
         try:
-            return await call
+            answer = await call
         except GatewayError as exc:
             # Nothing was billed upstream: settling at zero releases the reservation.
             await self._settle(
@@ -227,6 +227,8 @@ class Gateway:
             with anyio.CancelScope(shield=True):
                 await self._settle(ctx, admission, TokenUsage(), status.STATUS_UPSTREAM_ERROR, 499, None, "cancelled")
             raise
+        admission.upstream = self.upstream.served_by(answer)
+        return answer
 
     async def _settle(
         self,
@@ -252,6 +254,7 @@ class Gateway:
             usage_source=status.SOURCE_UPSTREAM if source else status.SOURCE_ESTIMATED,
             upstream_request_id=upstream_id,
             error_code=error_code,
+            upstream=admission.upstream,
         )
         await self.meter.finish(admission, settlement)
 

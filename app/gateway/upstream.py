@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import re
-from collections.abc import Mapping
+import weakref
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 from yarl import URL
 
-from app.config import UpstreamSettings
+from app.config import UpstreamSettings, UpstreamTarget
 from app.errors import (
     GatewayError,
     InvalidRequest,
@@ -40,21 +42,49 @@ _LEAKY = re.compile(
 _RELAYED_CLIENT_ERRORS = {400: InvalidRequest, 404: NotFound, 422: InvalidRequest}
 _JSON = {"content-type": "application/json"}
 _SSE = {"content-type": "application/json", "accept": "text/event-stream"}
+DEFAULT_UPSTREAM = "default"
 # What a broken upstream connection looks like while a body is read.
 UPSTREAM_IO_ERRORS = (aiohttp.ClientError, TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """A complete, successful upstream answer."""
+    """A complete, successful upstream answer, and the upstream that gave it."""
 
     content: bytes
     headers: Mapping[str, str]
+    upstream: str = DEFAULT_UPSTREAM
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    name: str
+    base_url: str
+    weight: int
+    models: frozenset[str]
+    authorization: str
+
+    @classmethod
+    def of(cls, config: UpstreamTarget) -> Target:
+        key = config.api_key.get_secret_value()
+        return cls(config.name, config.base_url, config.weight, frozenset(config.models), f"Bearer {key}")
+
+
+def default_target(settings: UpstreamSettings) -> UpstreamTarget:
+    return UpstreamTarget(name=DEFAULT_UPSTREAM, base_url=settings.base_url, api_key=settings.api_key)
 
 
 class Upstream:
-    def __init__(self, settings: UpstreamSettings) -> None:
-        self._base = settings.base_url
+    """One connection pool for every upstream. A call goes to an upstream that serves its model
+    (those that claim it by name, else the general pool), picked by weight; on a 429, a 5xx or
+    a connection failure it moves on to the next one, which is safe because nothing was billed
+    and nothing has reached the client yet."""
+
+    def __init__(self, settings: UpstreamSettings, targets: Sequence[UpstreamTarget] = ()) -> None:
+        self._targets: list[Target] = []
+        # Which upstream opened each live stream; two upstreams may share a base URL (two keys).
+        self._stream_origin: weakref.WeakKeyDictionary[aiohttp.ClientResponse, str] = weakref.WeakKeyDictionary()
+        self.set_targets([default_target(settings), *targets])
         timeout = aiohttp.ClientTimeout(
             total=None,
             connect=settings.connect_timeout_s,
@@ -63,56 +93,88 @@ class Upstream:
         )
         connector = aiohttp.TCPConnector(limit=settings.max_connections, keepalive_timeout=30)
         self.session = aiohttp.ClientSession(
-            headers={"authorization": f"Bearer {settings.api_key.get_secret_value()}"},
             timeout=timeout,
             connector=connector,
             # Upstream cookies would be shared by every tenant; none are wanted.
             cookie_jar=aiohttp.DummyCookieJar(),
         )
 
+    def set_targets(self, targets: Sequence[UpstreamTarget]) -> None:
+        """Swapped whole, so a call in flight keeps the list it started with."""
+        self._targets = [Target.of(t) for t in targets]
+
+    @property
+    def targets(self) -> list[Target]:
+        return self._targets
+
     async def aclose(self) -> None:
         await self.session.close()
 
-    async def request(self, method: str, path: str, body: bytes | None = None) -> Reply:
-        """Sends once and reads the whole answer. Never retries: a retry could double-bill."""
-        response = await self._open(method, path, body, _JSON if body is not None else None)
+    async def request(self, method: str, path: str, body: bytes | None = None, *, model: str | None = None) -> Reply:
+        """Sends and reads the whole answer. A failure while reading a 2xx body is not retried:
+        upstream may have done (and billed) the work."""
+        response, target = await self._open(method, path, body, _JSON if body is not None else None, model)
         try:
             content = await response.read()
         except UPSTREAM_IO_ERRORS as exc:
             raise _transport_error(exc) from exc
         finally:
             response.release()
-        return Reply(content, response.headers)
+        return Reply(content, response.headers, target.name)
 
-    async def stream(self, path: str, body: bytes) -> aiohttp.ClientResponse:
+    async def stream(self, path: str, body: bytes, *, model: str | None = None) -> aiohttp.ClientResponse:
         """Opens a streamed POST; the caller reads ``content`` and must ``close()`` it."""
-        return await self._open("POST", path, body, _SSE)
+        response, target = await self._open("POST", path, body, _SSE, model)
+        self._stream_origin[response] = target.name
+        return response
+
+    def served_by(self, answer: Reply | aiohttp.ClientResponse) -> str:
+        if isinstance(answer, Reply):
+            return answer.upstream
+        return self._stream_origin.get(answer, DEFAULT_UPSTREAM)
+
+    def candidates(self, model: str | None) -> list[Target]:
+        """Weighted random order without replacement (Efraimidis-Spirakis keys)."""
+        targets = self._targets
+        chosen = [t for t in targets if t.weight and model in t.models] if model else []
+        chosen = chosen or [t for t in targets if t.weight and not t.models]
+        if len(chosen) > 1:
+            chosen.sort(key=lambda t: random.random() ** (1 / t.weight), reverse=True)  # noqa: S311 - load spreading, not secrets
+        return chosen
 
     async def _open(
-        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str] | None
-    ) -> aiohttp.ClientResponse:
+        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str] | None, model: str | None
+    ) -> tuple[aiohttp.ClientResponse, Target]:
         """A non-2xx answer is turned into a GatewayError here, before anything reaches the client."""
-        # Paths are built from literals and quoted ids: tell yarl not to re-quote them.
-        url = URL(self._base + path, encoded=True)
-        try:
-            response = await self.session.request(method, url, data=body, headers=headers)
-        except UPSTREAM_IO_ERRORS as exc:
-            raise _transport_error(exc) from exc
-        if response.status >= 400:
+        failure: GatewayError = UpstreamError(f"No upstream is configured for model '{model}'.", code="no_upstream")
+        for target in self.candidates(model):
+            # Paths are built from literals and quoted ids: tell yarl not to re-quote them.
+            url = URL(target.base_url + path, encoded=True)
+            sent = {**(headers or {}), "authorization": target.authorization}
+            try:
+                response = await self.session.request(method, url, data=body, headers=sent)
+            except UPSTREAM_IO_ERRORS as exc:
+                failure = _transport_error(exc, target.name)
+                continue
+            if response.status < 400:
+                return response, target
             try:
                 content = await response.read()
             except UPSTREAM_IO_ERRORS:
                 content = b""
             finally:
                 response.release()
-            raise translate_error(response.status, content, response.headers)
-        return response
+            failure = translate_error(response.status, content, response.headers, target.name)
+            if response.status != 429 and response.status < 500:
+                break
+        raise failure
 
 
-def _transport_error(exc: BaseException) -> GatewayError:
+def _transport_error(exc: BaseException, target: str = DEFAULT_UPSTREAM) -> GatewayError:
     if isinstance(exc, TimeoutError):
+        log.warning("upstream %s timed out", target)
         return UpstreamTimeout("The upstream did not answer in time.")
-    log.warning("upstream connection failed: %s", type(exc).__name__)
+    log.warning("upstream %s connection failed: %s", target, type(exc).__name__)
     return UpstreamError("Could not reach the upstream API.")
 
 
@@ -120,8 +182,10 @@ def scrub(text: str) -> str:
     return _LEAKY.sub("[redacted]", text)
 
 
-def translate_error(status: int, content: bytes, headers: Mapping[str, str]) -> GatewayError:
-    log.warning("upstream answered %s", status)
+def translate_error(
+    status: int, content: bytes, headers: Mapping[str, str], target: str = DEFAULT_UPSTREAM
+) -> GatewayError:
+    log.warning("upstream %s answered %s", target, status)
     if status in _RELAYED_CLIENT_ERRORS:
         detail = _error_detail(content)
         message = scrub(str(detail.get("message") or "The upstream rejected the request."))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
 from pathlib import Path
+
+from cryptography.fernet import Fernet
 
 KEY_RANDOM_BYTES = 32  # 256 bits
 DISPLAY_CHARS = 8
@@ -38,3 +41,10 @@ def load_or_create_secret(path: Path) -> bytes:
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
+
+
+def sealer(secret: bytes, purpose: str) -> Fernet:
+    """Authenticated encryption for secrets Tollgate must store (upstream keys), under a key
+    derived from its own secret and the purpose, so one secret never serves two uses."""
+    key = hmac.new(secret, b"tollgate-seal:" + purpose.encode(), hashlib.sha256).digest()
+    return Fernet(base64.urlsafe_b64encode(key))

@@ -10,6 +10,7 @@ from app.models.team import Team
 from app.models.thread import Thread
 from app.models.thread_message import ThreadMessage
 from app.models.thread_run import ThreadRun
+from app.models.upstream_target import UpstreamTargetRow
 from app.models.usage_record import UsageRecord
 from app.models.user import User
 
@@ -24,6 +25,7 @@ __all__ = [
     "Thread",
     "ThreadMessage",
     "ThreadRun",
+    "UpstreamTargetRow",
     "UsageRecord",
     "User",
 ]

@@ -51,6 +51,8 @@ class UsageRecord(Base):
     http_status: Mapped[int] = mapped_column(Integer, nullable=False)
     latency_ms: Mapped[int] = mapped_column(Integer, nullable=False)
     upstream_request_id: Mapped[str | None] = mapped_column(String(200))
+    # Which configured upstream answered (see TOLLGATE_UPSTREAMS); None when none did.
+    upstream: Mapped[str | None] = mapped_column(String(64))
     usage_source: Mapped[str] = mapped_column(String(16), nullable=False)
     error_code: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)

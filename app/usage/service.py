@@ -21,6 +21,7 @@ class Settlement:
     usage_source: str
     upstream_request_id: str | None = None
     error_code: str | None = None
+    upstream: str | None = None
 
 
 def record_values(key_id: str, user_id: str, team_id: str | None, s: Settlement) -> dict[str, object]:
@@ -42,5 +43,6 @@ def record_values(key_id: str, user_id: str, team_id: str | None, s: Settlement)
         "upstream_request_id": s.upstream_request_id,
         "usage_source": s.usage_source,
         "error_code": s.error_code,
+        "upstream": s.upstream,
         "created_at": utcnow(),
     }
