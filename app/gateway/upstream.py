@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,7 +75,19 @@ class Upstream:
 
     async def request(self, method: str, path: str, body: bytes | None = None) -> Reply:
         """Sends once and reads the whole answer. Never retries: a retry could double-bill."""
-        response = await self._open(method, path, body, _JSON if body is not None else None)
+        return await self._read(await self._open(method, path, body, _JSON if body is not None else None))
+
+    async def upload(self, path: str, body: AsyncIterable[bytes], content_type: str, length: int) -> Reply:
+        """A POST whose body (a multipart upload) is streamed from ``body``; the length is
+        declared, so upstream gets a plain Content-Length request, not a chunked one."""
+        headers = {"content-type": content_type, "content-length": str(length)}
+        return await self._read(await self._open("POST", path, body, headers))
+
+    async def open_bytes(self, path: str, body: bytes) -> aiohttp.ClientResponse:
+        """A JSON POST whose answer (audio) the caller reads as it arrives and must ``close()``."""
+        return await self._open("POST", path, body, _JSON)
+
+    async def _read(self, response: aiohttp.ClientResponse) -> Reply:
         try:
             content = await response.read()
         except UPSTREAM_IO_ERRORS as exc:
@@ -89,7 +101,11 @@ class Upstream:
         return await self._open("POST", path, body, _SSE)
 
     async def _open(
-        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str] | None
+        self,
+        method: str,
+        path: str,
+        body: bytes | AsyncIterable[bytes] | None,
+        headers: Mapping[str, str] | None,
     ) -> aiohttp.ClientResponse:
         """A non-2xx answer is turned into a GatewayError here, before anything reaches the client."""
         # Paths are built from literals and quoted ids: tell yarl not to re-quote them.

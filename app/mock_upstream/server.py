@@ -27,6 +27,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Send
 
+from app.mock_upstream import media
 from app.mock_upstream.chat import (
     StreamOptions,
     completion_payload,
@@ -88,6 +89,12 @@ def create_mock_app(config: MockConfig | None = None) -> Starlette:
         Route("/v1/embeddings", _embeddings, methods=["POST"]),
         Route("/v1/completions", _completions, methods=["POST"]),
         Route("/v1/moderations", _moderations, methods=["POST"]),
+        Route("/v1/images/generations", media.image_generations, methods=["POST"]),
+        Route("/v1/images/edits", media.image_uploads, methods=["POST"]),
+        Route("/v1/images/variations", media.image_uploads, methods=["POST"]),
+        Route("/v1/audio/speech", media.speech, methods=["POST"]),
+        Route("/v1/audio/transcriptions", media.transcriptions, methods=["POST"]),
+        Route("/v1/audio/translations", media.transcriptions, methods=["POST"]),
         Route("/v1/models", _list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", _retrieve_model, methods=["GET"]),
     ]
