@@ -6,6 +6,7 @@ from app.api_keys.endpoints import router as keys_router
 from app.assistants.endpoints import router as assistants_router
 from app.budgets.endpoints import router as budgets_router
 from app.gateway.endpoints import router as gateway_router
+from app.media.endpoints import router as media_router
 from app.ratelimits.endpoints import router as ratelimits_router
 from app.runs.endpoints import create_and_run_router
 from app.runs.endpoints import router as runs_router
@@ -18,6 +19,7 @@ from app.upstreams.endpoints import router as upstreams_router
 routers: list[APIRouter] = [
     gateway_router,
     me_router,
+    media_router,
     assistants_router,
     create_and_run_router,
     threads_router,

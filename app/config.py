@@ -112,6 +112,13 @@ class GatewaySettings(BaseSettings):
     upstreams: Annotated[list[UpstreamTarget], NoDecode] = Field(default_factory=list)
     # How soon an admin's change to the upstreams reaches the other replicas.
     upstreams_refresh_s: float = Field(default=5.0, gt=0)
+    # Dollars per image for models priced by the image, which the public price table lacks:
+    # {"dall-e-3": {"standard/1024x1024": "0.04", "hd/1024x1792": "0.12"}}. A model listed here
+    # replaces the built-in prices of that model (app/media/pricing.py) as a whole.
+    image_prices: Annotated[dict[str, dict[str, Decimal]], NoDecode] = Field(default_factory=dict)
+    # Multipart uploads (image edits and variations, audio transcriptions and translations) may
+    # be this large; they are spooled to a temporary file, never held in memory whole.
+    max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -120,7 +127,7 @@ class GatewaySettings(BaseSettings):
             return [o.strip() for o in v.split(",") if o.strip()]
         return v
 
-    @field_validator("price_overrides", "upstreams", mode="before")
+    @field_validator("price_overrides", "upstreams", "image_prices", mode="before")
     @classmethod
     def _parse_json(cls, v: object, info: ValidationInfo) -> object:
         if isinstance(v, str):

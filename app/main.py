@@ -24,6 +24,10 @@ from app.kit.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from app.kit.runtime import freeze_startup_heap
 from app.kit.tasks import every
 from app.kit.tokens import encoding_for
+from app.media.audio import AudioCalls
+from app.media.endpoints import UPLOAD_PATHS
+from app.media.images import ImageCalls
+from app.media.pricing import MediaPrices
 from app.ratelimits.limiter import create_rate_limiter
 from app.ratelimits.service import LimitsCache
 from app.runs.service import RunExecutor
@@ -70,6 +74,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.limits = LimitsCache(sessionmaker, settings.keys.auth_cache_ttl_s)
         app.state.spend = spend
         app.state.gateway = Gateway(upstream, prices, Meter(spend, limiter, app.state.limits))
+        media_prices = MediaPrices(prices, settings.gateway.image_prices)
+        app.state.images = ImageCalls(app.state.gateway, media_prices)
+        app.state.audio = AudioCalls(app.state.gateway, media_prices)
         app.state.catalog = ModelCatalog(upstream, settings.gateway.models_cache_ttl_s)
         app.state.runs = RunExecutor(sessionmaker, app.state.gateway)
         app.state.thread_chats = ThreadChats(sessionmaker)
@@ -104,7 +111,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.gateway.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.gateway.max_body_bytes,
+        upload_paths=UPLOAD_PATHS,
+        max_upload_bytes=settings.gateway.max_upload_bytes,
+    )
     if settings.gateway.cors_origins:
         # Browser frontends call Tollgate directly; they authenticate with a bearer key, not cookies.
         app.add_middleware(

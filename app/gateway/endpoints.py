@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from app.api_keys.dependencies import CurrentPrincipal, get_principal
 from app.gateway.catalog import ModelCatalog
+from app.gateway.completions import create_completion, create_moderation
 from app.gateway.dependencies import read_json_object
 from app.gateway.service import CallContext, Gateway, model_not_found
 from app.threads.service import ThreadChats
@@ -60,6 +61,18 @@ async def chat_completions(request: Request) -> Response:
 async def embeddings(request: Request) -> Response:
     gateway, context, raw, body = await _metered_call(request, "embeddings")
     return await gateway.embeddings(context, raw, body)
+
+
+@router.post("/completions", openapi_extra=_BODY_DOC)
+async def completions(request: Request) -> Response:
+    gateway, context, raw, body = await _metered_call(request, "completions")
+    return await create_completion(gateway, context, raw, body)
+
+
+@router.post("/moderations", openapi_extra=_BODY_DOC)
+async def moderations(request: Request) -> Response:
+    gateway, context, raw, body = await _metered_call(request, "moderations")
+    return await create_moderation(gateway, context, raw, body)
 
 
 @router.get("/models")

@@ -65,17 +65,10 @@ def parse_chat(body: dict[str, Any]) -> ChatRequest:
                 param=f"messages[{i}]",
                 code="invalid_type",
             )
-    stream = bool(_optional(body, "stream", bool, "a boolean"))
-    options = _optional(body, "stream_options", dict, "an object") or {}
-    if options and not stream:
-        raise InvalidRequest(
-            "'stream_options' is only allowed when 'stream' is true.",
-            param="stream_options",
-            code="invalid_value",
-        )
+    stream, wants_usage = _stream_flags(body)
     for name in ("max_tokens", "max_completion_tokens", "n"):
         _positive_int(body, name)
-    return ChatRequest(body, model, messages, stream, options.get("include_usage") is True)
+    return ChatRequest(body, model, messages, stream, wants_usage)
 
 
 def parse_embeddings(body: dict[str, Any]) -> EmbeddingRequest:
@@ -94,3 +87,82 @@ def parse_embeddings(body: dict[str, Any]) -> EmbeddingRequest:
             code="invalid_type",
         )
     return EmbeddingRequest(body, model, value)
+
+
+@dataclass(slots=True)
+class CompletionRequest:
+    model: str
+    prompt: Any
+    stream: bool
+    client_wants_usage: bool
+    # Completions upstream generates and bills: every prompt gets max(n, best_of) of them.
+    choices: int
+
+
+@dataclass(slots=True)
+class ModerationRequest:
+    model: str
+    input: Any
+
+
+def _stream_flags(body: dict[str, Any]) -> tuple[bool, bool]:
+    stream = bool(_optional(body, "stream", bool, "a boolean"))
+    options = _optional(body, "stream_options", dict, "an object") or {}
+    if options and not stream:
+        raise InvalidRequest(
+            "'stream_options' is only allowed when 'stream' is true.",
+            param="stream_options",
+            code="invalid_value",
+        )
+    return stream, options.get("include_usage") is True
+
+
+def _is_tokens(value: Any) -> bool:
+    return (
+        isinstance(value, list) and bool(value) and all(isinstance(t, int) and not isinstance(t, bool) for t in value)
+    )
+
+
+def _prompt_count(prompt: Any) -> int | None:
+    """How many prompts a legacy completion carries (OpenAI's four shapes), None if malformed."""
+    if isinstance(prompt, str) or _is_tokens(prompt):
+        return 1
+    if isinstance(prompt, list) and prompt and all(isinstance(p, str) or _is_tokens(p) for p in prompt):
+        return len(prompt)
+    return None
+
+
+def parse_completions(body: dict[str, Any]) -> CompletionRequest:
+    model = _require_model(body)
+    prompt = body.get("prompt")
+    count = _prompt_count(prompt)
+    if count is None:
+        raise InvalidRequest(
+            "'prompt' must be a non-empty string, array of strings, array of tokens, or array of token arrays.",
+            param="prompt",
+            code="invalid_type",
+        )
+    _optional(body, "suffix", str, "a string")
+    stream, wants_usage = _stream_flags(body)
+    _positive_int(body, "max_tokens")
+    n = _positive_int(body, "n") or 1
+    best_of = _positive_int(body, "best_of") or 1
+    return CompletionRequest(model, prompt, stream, wants_usage, count * max(n, best_of))
+
+
+def parse_moderations(body: dict[str, Any], default_model: str) -> ModerationRequest:
+    model = default_model if body.get("model") is None else _require_model(body)
+    value = body.get("input")
+    if isinstance(value, str):
+        ok = True
+    elif isinstance(value, list):
+        ok = bool(value) and all(isinstance(v, (str, dict)) for v in value)
+    else:
+        ok = False
+    if not ok:
+        raise InvalidRequest(
+            "'input' must be a string, an array of strings, or an array of input objects.",
+            param="input",
+            code="invalid_type",
+        )
+    return ModerationRequest(model, value)

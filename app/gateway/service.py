@@ -91,7 +91,7 @@ class Gateway:
             text = _message_text(parsed) if parsed else ""
             return TokenUsage(prompt=count_chat_prompt(req.model, req.messages), completion=count_text(req.model, text))
 
-        response = await self._call_json(ctx, admission, "/chat/completions", raw, estimate_usage)
+        response = await self.call_json(ctx, admission, "/chat/completions", raw, estimate_usage)
         if on_answer is not None:
             await on_answer(_first_choice_text(bytes(response.body)))
         return response
@@ -101,11 +101,14 @@ class Gateway:
         settled like any chat call when the returned stream's block is left."""
         body = {**body, "stream": True, "stream_options": {"include_usage": True}}
         ctx, req, admission, body, raw = await self._admit_chat(ctx, json.dumps(body).encode(), body)
-        response = await self._send(ctx, admission, self.upstream.stream("/chat/completions", raw, model=req.model))
+        response = await self.send(ctx, admission, self.upstream.stream("/chat/completions", raw, model=req.model))
         upstream_id = response.headers.get("x-request-id")
 
+        def prompt() -> int:
+            return count_chat_prompt(req.model, req.messages)
+
         async def finish(outcome: str, usage: dict[str, Any] | None, text: Callable[[], str]) -> TokenUsage:
-            return await self._settle_stream(ctx, admission, req, upstream_id, outcome, usage, text)
+            return await self._settle_stream(ctx, admission, prompt, upstream_id, outcome, usage, text)
 
         return ChunkStream(response, finish)
 
@@ -138,30 +141,37 @@ class Gateway:
         prompt = count_embedding_input(req.model, req.input)
         estimate = Estimate(req.model, ctx.endpoint, prompt, requested_cap=None, has_output=False)
         admission = await self.meter.admit(ctx.principal, ctx.request_id, estimate)
-        return await self._call_json(ctx, admission, "/embeddings", raw, lambda _: TokenUsage(prompt=prompt))
+        return await self.call_json(ctx, admission, "/embeddings", raw, lambda _: TokenUsage(prompt=prompt))
 
-    async def _call_json(
+    async def call_json(
         self,
         ctx: CallContext,
         admission: Admission,
         path: str,
         raw: bytes,
         estimate: Callable[[dict[str, Any] | None], TokenUsage],
+        *,
+        free: bool = False,
     ) -> Response:
-        response = await self._send(ctx, admission, self.upstream.request("POST", path, raw, model=ctx.model))
+        """A JSON call billed from upstream's usage block, or ``estimate`` when there is none.
+        A ``free`` call is still recorded, at cost 0."""
+        response = await self.send(ctx, admission, self.upstream.request("POST", path, raw, model=ctx.model))
         upstream_id = response.headers.get("x-request-id")
+        cost = 0 if free else None
         try:
             parsed = json.loads(response.content)
             block = parsed.get("usage")
         except (ValueError, AttributeError):
-            await self._settle(
-                ctx, admission, estimate(None), status.STATUS_UPSTREAM_ERROR, 502, upstream_id, "bad_json"
+            await self.settle(
+                ctx, admission, estimate(None), status.STATUS_UPSTREAM_ERROR, 502, upstream_id, "bad_json", cost=cost
             )
             raise UpstreamError("The upstream API returned a malformed response.") from None
         if isinstance(block, dict):
-            await self._settle(ctx, admission, tokens_from_usage(block), status.STATUS_OK, 200, upstream_id)
+            tokens = tokens_from_usage(block)
+            await self.settle(ctx, admission, tokens, status.STATUS_OK, 200, upstream_id, cost=cost)
         else:
-            await self._settle(ctx, admission, estimate(parsed), status.STATUS_OK, 200, upstream_id, source=False)
+            tokens = estimate(parsed)
+            await self.settle(ctx, admission, tokens, status.STATUS_OK, 200, upstream_id, source=False, cost=cost)
         media_type = response.headers.get("content-type", "application/json")
         return Response(response.content, media_type=media_type, headers=admission.headers)
 
@@ -174,26 +184,45 @@ class Gateway:
         raw: bytes,
         on_answer: AnswerHook | None,
     ) -> Response:
-        if not req.client_wants_usage:
+        def prompt() -> int:
+            return count_chat_prompt(req.model, req.messages)
+
+        return await self.relay_stream(
+            ctx, admission, "/chat/completions", body, raw, req.client_wants_usage, prompt, on_answer
+        )
+
+    async def relay_stream(
+        self,
+        ctx: CallContext,
+        admission: Admission,
+        path: str,
+        body: dict[str, Any],
+        raw: bytes,
+        client_wants_usage: bool,
+        prompt: Callable[[], int],
+        on_answer: AnswerHook | None = None,
+    ) -> Response:
+        """``prompt`` counts the prompt with tiktoken, needed only if upstream never sends usage."""
+        if not client_wants_usage:
             # Always ask for usage: billing depends on it. The client never sees the extra event.
             options = {**(body.get("stream_options") or {}), "include_usage": True}
             body, raw = with_fields(body, raw, {"stream_options": options})
-        response = await self._send(ctx, admission, self.upstream.stream("/chat/completions", raw, model=req.model))
+        response = await self.send(ctx, admission, self.upstream.stream(path, raw, model=ctx.model))
         upstream_id = response.headers.get("x-request-id")
 
         async def finish(result: RelayResult) -> None:
             outcome, usage = result.outcome, result.usage
-            await self._settle_stream(ctx, admission, req, upstream_id, outcome, usage, result.relayed_text)
+            await self._settle_stream(ctx, admission, prompt, upstream_id, outcome, usage, result.relayed_text)
             if on_answer is not None and result.outcome == OUTCOME_COMPLETED:
                 await on_answer(result.relayed_content())
 
-        return SSERelay(response, keep_usage_event=req.client_wants_usage, headers=admission.headers, on_finish=finish)
+        return SSERelay(response, keep_usage_event=client_wants_usage, headers=admission.headers, on_finish=finish)
 
     async def _settle_stream(
         self,
         ctx: CallContext,
         admission: Admission,
-        req: ChatRequest,
+        prompt: Callable[[], int],
         upstream_id: str | None,
         outcome: str,
         usage: dict[str, Any] | None,
@@ -203,34 +232,35 @@ class Gateway:
         if usage is not None:
             tokens, upstream_counted = tokens_from_usage(usage), True
         else:
-            completion = count_text(req.model, text())
-            tokens = TokenUsage(prompt=count_chat_prompt(req.model, req.messages), completion=completion)
+            tokens = TokenUsage(prompt=prompt(), completion=count_text(ctx.model, text()))
             upstream_counted = False
         row_status = {
             OUTCOME_COMPLETED: status.STATUS_OK,
             OUTCOME_DISCONNECTED: status.STATUS_CLIENT_DISCONNECTED,
         }.get(outcome, status.STATUS_STREAM_ERROR)
-        await self._settle(ctx, admission, tokens, row_status, 200, upstream_id, source=upstream_counted)
+        await self.settle(ctx, admission, tokens, row_status, 200, upstream_id, source=upstream_counted)
         return tokens
 
-    async def _send(self, ctx: CallContext, admission: Admission, call: Awaitable[_R]) -> _R:
+    async def send(self, ctx: CallContext, admission: Admission, call: Awaitable[_R]) -> _R:
         try:
             answer = await call
         except GatewayError as exc:
             # Nothing was billed upstream: settling at zero releases the reservation.
-            await self._settle(
-                ctx, admission, TokenUsage(), status.STATUS_UPSTREAM_ERROR, exc.status_code, None, exc.code
+            await self.settle(
+                ctx, admission, TokenUsage(), status.STATUS_UPSTREAM_ERROR, exc.status_code, None, exc.code, cost=0
             )
             raise
         except BaseException:
             # The client went away (cancellation) or something broke: still release the money.
             with anyio.CancelScope(shield=True):
-                await self._settle(ctx, admission, TokenUsage(), status.STATUS_UPSTREAM_ERROR, 499, None, "cancelled")
+                await self.settle(
+                    ctx, admission, TokenUsage(), status.STATUS_UPSTREAM_ERROR, 499, None, "cancelled", cost=0
+                )
             raise
         admission.upstream = self.upstream.served_by(answer)
         return answer
 
-    async def _settle(
+    async def settle(
         self,
         ctx: CallContext,
         admission: Admission,
@@ -241,13 +271,19 @@ class Gateway:
         error_code: str | None = None,
         *,
         source: bool = True,
+        cost: int | None = None,
+        units: tuple[str, int] | None = None,
     ) -> None:
+        """``cost`` defaults to the tokens at the model's token prices; calls priced otherwise
+        (by the piece, or free) pass their own, and ``units`` says what was counted."""
         settlement = Settlement(
             request_id=ctx.request_id,
             endpoint=ctx.endpoint,
             model=ctx.model,
             tokens=tokens,
-            cost_micros=self.prices.cost_micros(ctx.model, tokens),
+            cost_micros=self.prices.cost_micros(ctx.model, tokens) if cost is None else cost,
+            unit=units[0] if units else None,
+            units=units[1] if units else None,
             status=outcome,
             http_status=http_status,
             latency_ms=int((time.perf_counter() - ctx.started) * 1000),

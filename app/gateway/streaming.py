@@ -74,9 +74,12 @@ def _delta_texts(data: bytes) -> list[str]:
 
 
 def delta_texts(chunk: dict[str, Any]) -> list[str]:
-    """The generated text of one chat chunk (content, refusal, tool-call names and arguments)."""
+    """The generated text of one chunk: a legacy completion's text, or a chat delta's content,
+    refusal, tool-call names and arguments."""
     texts: list[str] = []
     for choice in chunk.get("choices") or ():
+        if isinstance(choice, dict) and isinstance(choice.get("text"), str):
+            texts.append(choice["text"])  # a legacy completion's chunk
         delta = choice.get("delta") or {} if isinstance(choice, dict) else {}
         for key in ("content", "refusal"):
             if isinstance(delta.get(key), str):

@@ -16,7 +16,7 @@ import logging
 import random
 import re
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,7 +113,23 @@ class Upstream:
     async def request(self, method: str, path: str, body: bytes | None = None, *, model: str | None = None) -> Reply:
         """Sends and reads the whole answer. A failure while reading a 2xx body is not retried:
         upstream may have done (and billed) the work."""
-        response, target = await self._open(method, path, body, _JSON if body is not None else None, model)
+        return await self._read(*await self._open(method, path, body, _JSON if body is not None else None, model))
+
+    async def upload(
+        self, path: str, body: AsyncIterable[bytes], content_type: str, length: int, *, model: str | None = None
+    ) -> Reply:
+        """A POST whose body (a multipart upload) is streamed from ``body``; the length is
+        declared, so upstream gets a plain Content-Length request, not a chunked one."""
+        headers = {"content-type": content_type, "content-length": str(length)}
+        return await self._read(*await self._open("POST", path, body, headers, model))
+
+    async def open_bytes(self, path: str, body: bytes, *, model: str | None = None) -> aiohttp.ClientResponse:
+        """A JSON POST whose answer (audio) the caller reads as it arrives and must ``close()``."""
+        response, target = await self._open("POST", path, body, _JSON, model)
+        self._stream_origin[response] = target.name
+        return response
+
+    async def _read(self, response: aiohttp.ClientResponse, target: Target) -> Reply:
         try:
             content = await response.read()
         except UPSTREAM_IO_ERRORS as exc:
@@ -143,11 +159,19 @@ class Upstream:
         return chosen
 
     async def _open(
-        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str] | None, model: str | None
+        self,
+        method: str,
+        path: str,
+        body: bytes | AsyncIterable[bytes] | None,
+        headers: Mapping[str, str] | None,
+        model: str | None,
     ) -> tuple[aiohttp.ClientResponse, Target]:
         """A non-2xx answer is turned into a GatewayError here, before anything reaches the client."""
         failure: GatewayError = UpstreamError(f"No upstream is configured for model '{model}'.", code="no_upstream")
-        for target in self.candidates(model):
+        candidates = self.candidates(model)
+        if body is not None and not isinstance(body, bytes):
+            candidates = candidates[:1]  # a streamed body can be sent once: no failover for uploads
+        for target in candidates:
             # Paths are built from literals and quoted ids: tell yarl not to re-quote them.
             url = URL(target.base_url + path, encoded=True)
             sent = {**(headers or {}), "authorization": target.authorization}

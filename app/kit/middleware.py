@@ -66,21 +66,31 @@ class BodyLimitMiddleware:
     client cannot get past the limit by lying.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        upload_paths: frozenset[str] = frozenset(),
+        max_upload_bytes: int = 0,
+    ) -> None:
+        """``upload_paths`` take multipart uploads, which have their own (larger) limit."""
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_paths = upload_paths
+        self.max_upload_bytes = max_upload_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            limit = self.max_upload_bytes if scope["path"] in self.upload_paths else self.max_bytes
             for name, value in scope["headers"]:
-                if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                    await self._refuse(send)
+                if name == b"content-length" and value.isdigit() and int(value) > limit:
+                    await self._refuse(send, limit)
                     return
         await self.app(scope, receive, send)
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, send: Send, limit: int) -> None:
         body = error_body(
-            f"Request body is larger than the {self.max_bytes} byte limit.",
+            f"Request body is larger than the {limit} byte limit.",
             "invalid_request_error",
             code="request_too_large",
         )

@@ -27,6 +27,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Send
 
+from app.mock_upstream import media
 from app.mock_upstream.chat import (
     StreamOptions,
     completion_payload,
@@ -34,6 +35,13 @@ from app.mock_upstream.chat import (
     plan_chat,
     stream_events,
     validate_chat_body,
+)
+from app.mock_upstream.legacy import (
+    completion_events,
+    completion_plan,
+    moderation_inputs,
+    moderation_payload,
+    prompts_of,
 )
 from app.mock_upstream.prelude import MockControls, MockPrelude, RecordedRequest, error_body, json_response
 
@@ -47,6 +55,16 @@ MODELS: dict[str, int] = {
     "o4-mini": 1744225351,
     "text-embedding-3-small": 1705948997,
     "text-embedding-3-large": 1705953180,
+    "gpt-3.5-turbo-instruct": 1692901427,
+    "omni-moderation-latest": 1731689265,
+    "dall-e-2": 1698798177,
+    "dall-e-3": 1698785189,
+    "gpt-image-1": 1745517030,
+    "tts-1": 1681940951,
+    "tts-1-hd": 1699046015,
+    "gpt-4o-mini-tts": 1742403959,
+    "whisper-1": 1677532384,
+    "gpt-4o-transcribe": 1742068463,
 }
 DEFAULT_EMBEDDING_DIMENSIONS = 8
 
@@ -69,6 +87,14 @@ def create_mock_app(config: MockConfig | None = None) -> Starlette:
     routes = [
         Route("/v1/chat/completions", _chat_completions, methods=["POST"]),
         Route("/v1/embeddings", _embeddings, methods=["POST"]),
+        Route("/v1/completions", _completions, methods=["POST"]),
+        Route("/v1/moderations", _moderations, methods=["POST"]),
+        Route("/v1/images/generations", media.image_generations, methods=["POST"]),
+        Route("/v1/images/edits", media.image_uploads, methods=["POST"]),
+        Route("/v1/images/variations", media.image_uploads, methods=["POST"]),
+        Route("/v1/audio/speech", media.speech, methods=["POST"]),
+        Route("/v1/audio/transcriptions", media.transcriptions, methods=["POST"]),
+        Route("/v1/audio/translations", media.transcriptions, methods=["POST"]),
         Route("/v1/models", _list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", _retrieve_model, methods=["GET"]),
     ]
@@ -173,6 +199,34 @@ async def _chat_completions(request: Request) -> Response:
         malformed=controls.malformed,
     )
     return _EventStream(_tracked(request.app.state, stream_events(plan, options)))
+
+
+async def _completions(request: Request) -> Response:
+    body = request.state.mock_body
+    if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+        return _bad_request("you must provide a model parameter", "model")
+    if prompts_of(body) is None:
+        return _bad_request("'$.prompt' is invalid. Please check the API reference.", "prompt")
+    controls = _controls(request)
+    ids: _Ids = request.app.state.ids
+    payload, pieces = completion_plan(body, controls, f"cmpl-mock-{next(ids.completions)}")
+    if body.get("stream") is not True:
+        return _ok_json(payload, controls)
+    options = body.get("stream_options")
+    include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    return _EventStream(_tracked(request.app.state, completion_events(payload, pieces, include_usage)))
+
+
+async def _moderations(request: Request) -> Response:
+    body = request.state.mock_body
+    texts = moderation_inputs(body) if isinstance(body, dict) else None
+    if texts is None:
+        return _bad_request("'$.input' is invalid. Please check the API reference.", "input")
+    model = body.get("model") or "omni-moderation-latest"
+    if not isinstance(model, str) or "moderation" not in model:
+        return _bad_request(f"The model '{model}' is not a moderation model.", "model")
+    ids: _Ids = request.app.state.ids
+    return _ok_json(moderation_payload(texts, model, f"modr-mock-{next(ids.completions)}"), _controls(request))
 
 
 async def _tracked(state: State, events: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:

@@ -16,6 +16,11 @@ STATUS_STREAM_ERROR = "stream_error"
 # The request never settled (crash, DB down): the reaper charged its reservation.
 STATUS_LEASE_EXPIRED = "lease_expired"
 
+# What ``units`` counts, for calls billed by the piece rather than (only) by the token.
+UNIT_IMAGE = "image"
+UNIT_SECOND = "second"  # of audio, rounded up
+UNIT_CHARACTER = "character"
+
 SOURCE_UPSTREAM = "upstream"
 SOURCE_ESTIMATED = "estimated"
 
@@ -47,6 +52,11 @@ class UsageRecord(Base):
     completion_tokens: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     reasoning_tokens: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     cost_micros: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    # Calls billed by the piece (images, seconds of audio, characters of speech input) record
+    # the count here and its unit in ``unit``; both are NULL for calls billed only by tokens.
+    # Token counts a media call reports (gpt-image-1, gpt-4o-transcribe) stay in the token columns.
+    unit: Mapped[str | None] = mapped_column(String(16))
+    units: Mapped[int | None] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(32), nullable=False)
     http_status: Mapped[int] = mapped_column(Integer, nullable=False)
     latency_ms: Mapped[int] = mapped_column(Integer, nullable=False)

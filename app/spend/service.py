@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -57,6 +58,14 @@ class Estimate:
     requested_cap: int | None  # the client's own max tokens, if it set one
     choices: int = 1
     has_output: bool = True
+    # Calls priced by the piece (images, audio, free moderations): the most the call can cost,
+    # reserved as it is. No output cap applies; build these with ``Estimate.fixed``.
+    fixed_micros: int | None = None
+
+    @classmethod
+    def fixed(cls, model: str, endpoint: str, micros: int, prompt_tokens: int = 0) -> Estimate:
+        """``prompt_tokens`` is only what rate limits count (TPM)."""
+        return cls(model, endpoint, prompt_tokens, requested_cap=None, has_output=False, fixed_micros=micros)
 
 
 class SpendService:
@@ -99,7 +108,13 @@ class SpendService:
         return reservation
 
     async def _reserve_in_database(self, principal: Principal, request_id: str, estimate: Estimate) -> Reservation:
-        in_rate, out_rate = self.prices.worst_case_rates(estimate.model)
+        prompt_tokens = estimate.prompt_tokens
+        if estimate.fixed_micros is not None:
+            # The database function reserves prompt x input rate: one "token" at the fixed amount
+            # reserves exactly that amount (the lease then records one prompt token).
+            prompt_tokens, in_rate, out_rate = 1, Decimal(estimate.fixed_micros), Decimal(0)
+        else:
+            in_rate, out_rate = self.prices.worst_case_rates(estimate.model)
         args = ReserveArgs(
             request_id,
             principal.key_id,
@@ -107,7 +122,7 @@ class SpendService:
             principal.team_id,
             estimate.endpoint,
             estimate.model,
-            estimate.prompt_tokens,
+            prompt_tokens,
             in_rate,
             out_rate,
             self.output_ceiling(estimate),
@@ -176,6 +191,8 @@ class SpendService:
         return Reservation(request_id, ids, amount, cap if estimate.has_output else None)
 
     def _worst_case(self, estimate: Estimate, cap: int) -> int:
+        if estimate.fixed_micros is not None:
+            return estimate.fixed_micros
         # No cache discount: the reservation must cover the most the call can cost.
         completion = cap * estimate.choices if estimate.has_output else 0
         return self.prices.cost_micros(estimate.model, TokenUsage(prompt=estimate.prompt_tokens, completion=completion))

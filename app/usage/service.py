@@ -22,6 +22,9 @@ class Settlement:
     upstream_request_id: str | None = None
     error_code: str | None = None
     upstream: str | None = None
+    # Calls billed by the piece: what was counted (see usage_record.UNIT_*) and how many.
+    unit: str | None = None
+    units: int | None = None
 
 
 def record_values(key_id: str, user_id: str, team_id: str | None, s: Settlement) -> dict[str, object]:
@@ -44,5 +47,7 @@ def record_values(key_id: str, user_id: str, team_id: str | None, s: Settlement)
         "usage_source": s.usage_source,
         "error_code": s.error_code,
         "upstream": s.upstream,
+        "unit": s.unit,
+        "units": s.units,
         "created_at": utcnow(),
     }
