@@ -53,6 +53,15 @@ def tokens_from_usage(block: dict[str, Any]) -> TokenUsage:
     )
 
 
+def stream_status(outcome: str) -> str:
+    """The ledger status of a stream that ended with ``outcome``."""
+    if outcome == OUTCOME_COMPLETED:
+        return status.STATUS_OK
+    if outcome == OUTCOME_DISCONNECTED:
+        return status.STATUS_CLIENT_DISCONNECTED
+    return status.STATUS_STREAM_ERROR
+
+
 def model_not_found(model: str) -> NotFound:
     return NotFound(
         f"The model `{model}` does not exist or you do not have access to it.",
@@ -91,7 +100,7 @@ class Gateway:
             text = _message_text(parsed) if parsed else ""
             return TokenUsage(prompt=count_chat_prompt(req.model, req.messages), completion=count_text(req.model, text))
 
-        response = await self._call_json(ctx, admission, "/chat/completions", raw, estimate_usage)
+        response = await self.call_json(ctx, admission, "/chat/completions", raw, estimate_usage)
         if on_answer is not None:
             await on_answer(_first_choice_text(bytes(response.body)))
         return response
@@ -101,7 +110,7 @@ class Gateway:
         settled like any chat call when the returned stream's block is left."""
         body = {**body, "stream": True, "stream_options": {"include_usage": True}}
         ctx, req, admission, body, raw = await self._admit_chat(ctx, json.dumps(body).encode(), body)
-        response = await self._send(ctx, admission, self.upstream.stream("/chat/completions", raw))
+        response = await self.send(ctx, admission, self.upstream.stream("/chat/completions", raw))
         upstream_id = response.headers.get("x-request-id")
 
         async def finish(outcome: str, usage: dict[str, Any] | None, text: Callable[[], str]) -> TokenUsage:
@@ -138,30 +147,33 @@ class Gateway:
         prompt = count_embedding_input(req.model, req.input)
         estimate = Estimate(req.model, ctx.endpoint, prompt, requested_cap=None, has_output=False)
         admission = await self.meter.admit(ctx.principal, ctx.request_id, estimate)
-        return await self._call_json(ctx, admission, "/embeddings", raw, lambda _: TokenUsage(prompt=prompt))
+        return await self.call_json(ctx, admission, "/embeddings", raw, lambda _: TokenUsage(prompt=prompt))
 
-    async def _call_json(
+    async def call_json(
         self,
         ctx: CallContext,
         admission: Admission,
         path: str,
         raw: bytes,
         estimate: Callable[[dict[str, Any] | None], TokenUsage],
+        tokens_of: Callable[[dict[str, Any]], TokenUsage] = tokens_from_usage,
     ) -> Response:
-        response = await self._send(ctx, admission, self.upstream.request("POST", path, raw))
+        """Sends a JSON call and settles it: from the answer's ``usage`` block (read by
+        ``tokens_of``) when there is one, else from ``estimate`` of the parsed answer."""
+        response = await self.send(ctx, admission, self.upstream.request("POST", path, raw))
         upstream_id = response.headers.get("x-request-id")
         try:
             parsed = json.loads(response.content)
             block = parsed.get("usage")
         except (ValueError, AttributeError):
-            await self._settle(
+            await self.settle(
                 ctx, admission, estimate(None), status.STATUS_UPSTREAM_ERROR, 502, upstream_id, "bad_json"
             )
             raise UpstreamError("The upstream API returned a malformed response.") from None
         if isinstance(block, dict):
-            await self._settle(ctx, admission, tokens_from_usage(block), status.STATUS_OK, 200, upstream_id)
+            await self.settle(ctx, admission, tokens_of(block), status.STATUS_OK, 200, upstream_id)
         else:
-            await self._settle(ctx, admission, estimate(parsed), status.STATUS_OK, 200, upstream_id, source=False)
+            await self.settle(ctx, admission, estimate(parsed), status.STATUS_OK, 200, upstream_id, source=False)
         media_type = response.headers.get("content-type", "application/json")
         return Response(response.content, media_type=media_type, headers=admission.headers)
 
@@ -178,7 +190,7 @@ class Gateway:
             # Always ask for usage: billing depends on it. The client never sees the extra event.
             options = {**(body.get("stream_options") or {}), "include_usage": True}
             body, raw = with_fields(body, raw, {"stream_options": options})
-        response = await self._send(ctx, admission, self.upstream.stream("/chat/completions", raw))
+        response = await self.send(ctx, admission, self.upstream.stream("/chat/completions", raw))
         upstream_id = response.headers.get("x-request-id")
 
         async def finish(result: RelayResult) -> None:
@@ -206,29 +218,25 @@ class Gateway:
             completion = count_text(req.model, text())
             tokens = TokenUsage(prompt=count_chat_prompt(req.model, req.messages), completion=completion)
             upstream_counted = False
-        row_status = {
-            OUTCOME_COMPLETED: status.STATUS_OK,
-            OUTCOME_DISCONNECTED: status.STATUS_CLIENT_DISCONNECTED,
-        }.get(outcome, status.STATUS_STREAM_ERROR)
-        await self._settle(ctx, admission, tokens, row_status, 200, upstream_id, source=upstream_counted)
+        await self.settle(ctx, admission, tokens, stream_status(outcome), 200, upstream_id, source=upstream_counted)
         return tokens
 
-    async def _send(self, ctx: CallContext, admission: Admission, call: Awaitable[_R]) -> _R:
+    async def send(self, ctx: CallContext, admission: Admission, call: Awaitable[_R]) -> _R:
         try:
             return await call
         except GatewayError as exc:
             # Nothing was billed upstream: settling at zero releases the reservation.
-            await self._settle(
+            await self.settle(
                 ctx, admission, TokenUsage(), status.STATUS_UPSTREAM_ERROR, exc.status_code, None, exc.code
             )
             raise
         except BaseException:
             # The client went away (cancellation) or something broke: still release the money.
             with anyio.CancelScope(shield=True):
-                await self._settle(ctx, admission, TokenUsage(), status.STATUS_UPSTREAM_ERROR, 499, None, "cancelled")
+                await self.settle(ctx, admission, TokenUsage(), status.STATUS_UPSTREAM_ERROR, 499, None, "cancelled")
             raise
 
-    async def _settle(
+    async def settle(
         self,
         ctx: CallContext,
         admission: Admission,

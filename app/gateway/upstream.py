@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import aiohttp
 from yarl import URL
@@ -154,3 +155,14 @@ def _error_detail(content: bytes) -> dict[str, Any]:
 
 def _str_or_none(value: object) -> str | None:
     return scrub(value) if isinstance(value, str) else None
+
+
+def forward_query(params: Iterable[tuple[str, str]], allowed: frozenset[str]) -> str:
+    """The query string to send upstream: only the named parameters, encoded again."""
+    kept = [(name, value) for name, value in params if name in allowed]
+    return "?" + urlencode(kept) if kept else ""
+
+
+def path_id(value: str) -> str:
+    """An id as one quoted path segment, so it can never reach another upstream route."""
+    return quote(value, safe="")
