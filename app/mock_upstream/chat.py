@@ -105,13 +105,13 @@ def plan_chat(body: dict[str, Any], controls: MockControls, *, completion_id: st
         visible_tokens = count_tokens(call.name) + count_tokens(args)
         usage = _usage(prompt_tokens, visible_tokens, controls)
         return ChatPlan(completion_id, created, body["model"], slices, "tool_calls", usage, call)
-    pieces, cut = _cut_to_budget(_reply_pieces(controls), _text_budget(body, controls))
+    pieces, cut = cut_to_budget(reply_pieces(controls), _text_budget(body, controls))
     usage = _usage(prompt_tokens, count_tokens("".join(pieces)), controls)
     finish_reason = "length" if cut else "stop"
     return ChatPlan(completion_id, created, body["model"], tuple(pieces), finish_reason, usage)
 
 
-def _reply_pieces(controls: MockControls) -> list[str]:
+def reply_pieces(controls: MockControls) -> list[str]:
     """Stream chunks: the first word bare, every later one with its leading space, so joining restores
     the reply exactly (also for ``content`` with repeated spaces)."""
     if controls.content is not None:
@@ -131,7 +131,7 @@ def _text_budget(body: dict[str, Any], controls: MockControls) -> int | None:
     return None
 
 
-def _cut_to_budget(pieces: list[str], budget: int | None) -> tuple[list[str], bool]:
+def cut_to_budget(pieces: list[str], budget: int | None) -> tuple[list[str], bool]:
     if budget is None:
         return pieces, False
     for keep in range(len(pieces)):
