@@ -36,4 +36,4 @@ class Conversation(BaseModel):
 
     @classmethod
     def of(cls, row: ConversationRow) -> Conversation:
-        return cls(id=row.id, created_at=int(row.created_at.timestamp()), metadata=row.meta)
+        return cls(id=row.id, created_at=row.upstream_created_at, metadata=row.meta)

@@ -10,8 +10,8 @@ across an upstream call.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -21,7 +21,6 @@ from app.conversations.repository import ConversationRepository
 from app.conversations.schemas import ConversationCreate, ConversationUpdate, ItemsCreate
 from app.errors import UpstreamError
 from app.gateway.upstream import Upstream, forward_query, path_id
-from app.kit.db_types import utcnow
 from app.kit.pagination import PageParams, cursor_anchor
 from app.kit.tokens import estimate_responses_prompt
 from app.models import Conversation
@@ -53,7 +52,7 @@ class Conversations:
             user_id=user_id,
             meta=created.get("metadata") or {},
             context_tokens=items_tokens(data.items),
-            created_at=_timestamp(created.get("created_at")),
+            upstream_created_at=_unix(created.get("created_at")),
         )
         async with self.sessionmaker.begin() as session:
             await ConversationRepository(session).create(row)
@@ -140,7 +139,7 @@ def _object_of(content: bytes) -> dict[str, Any]:
     return parsed
 
 
-def _timestamp(value: Any) -> datetime:
+def _unix(value: Any) -> int:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, UTC)
-    return utcnow()
+        return int(value)
+    return int(time.time())

@@ -16,6 +16,9 @@ class Conversation(TimestampMixin, Base):
 
     id: Mapped[str] = mapped_column(String(100), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(40), ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    # Upstream's creation time (Unix seconds), as shown; rows are ordered by Tollgate's own
+    # ``created_at``, whose microseconds keep conversations made in the same second in order.
+    upstream_created_at: Mapped[int] = mapped_column(Integer, nullable=False)
     meta: Mapped[dict[str, str]] = mapped_column("metadata", JSONType, nullable=False, default=dict)
     # An upper bound on the tokens of the conversation's items: a response in this conversation
     # sends them all upstream as input, so they are reserved for.

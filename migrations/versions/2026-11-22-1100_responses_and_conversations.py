@@ -39,6 +39,7 @@ def upgrade() -> None:
     op.create_table('conversations',
     sa.Column('id', sa.String(length=100), nullable=False),
     sa.Column('user_id', sa.String(length=40), nullable=False),
+    sa.Column('upstream_created_at', sa.Integer(), nullable=False),
     sa.Column('metadata', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('context_tokens', sa.Integer(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
