@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
 from tests.fixtures.live_server import LiveServer
-from tests.fixtures.servers import Admin, Tenant, usage_rows
+from tests.fixtures.servers import PRICED_MODEL, Admin, Tenant, settled, usage_rows
 
 MODEL = "gpt-4o-mini"
 
@@ -126,3 +126,28 @@ async def test_bad_input_is_a_400(
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"]["param"] == param
     assert len(mock_app.state.requests) == before
+
+
+async def test_the_reservation_covers_the_conversations_items(
+    tollgate: LiveServer, admin: Admin, mock_app: Starlette
+) -> None:
+    """With a budget, the output cap is what the budget can pay for after the prompt; a response in a
+    conversation carries its items as input, whether given at creation or added later."""
+    tenant = await admin.tenant()
+    await admin.budget("key", tenant.key_id, "0.002")
+    client = tenant.client(tollgate.url)
+    long_item = {"role": "user", "content": "word " * 150}
+    at_creation = await client.conversations.create(items=[long_item])  # type: ignore[list-item]
+    added_later = await client.conversations.create()
+    await client.conversations.items.create(added_later.id, items=[long_item])  # type: ignore[list-item]
+    caps = []
+    for conversation in (None, at_creation.id, added_later.id):
+        await settled()  # each call reserves all the budget can pay for until it is settled
+        await client.responses.create(
+            model=PRICED_MODEL, input="Go on.", conversation=conversation, extra_body={"mock": {"words": 1}}
+        )
+        caps.append(mock_app.state.requests[-1].body["max_output_tokens"])
+    # 150+ input tokens at $2/M leave 37.5 fewer output tokens at $8/M; the earlier calls' own
+    # spend lowers each later cap by only a few.
+    assert caps[0] - caps[1] >= 150 * 2 / 8, caps
+    assert caps[0] - caps[2] >= 150 * 2 / 8, caps
