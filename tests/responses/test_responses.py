@@ -120,6 +120,32 @@ async def test_a_dropped_stream_is_billed_by_estimate_and_its_lease_released(
     assert (state["spent_micros"], state["reserved_micros"]) == (row.cost_micros, 0)
 
 
+async def test_a_client_that_hangs_up_closes_upstream_and_is_billed_for_what_it_got(
+    tollgate: LiveServer, tenant: Tenant, engine: AsyncEngine, mock_app: Starlette
+) -> None:
+    client = tenant.client(tollgate.url)
+    stream = await client.responses.create(
+        model=MODEL, input="Long one.", stream=True, extra_body={"mock": {"words": 400, "chunk_delay_ms": 20}}
+    )
+    deltas = 0
+    async for event in stream:
+        deltas += event.type == "response.output_text.delta"
+        if deltas == 5:
+            break
+    await stream.close()
+
+    [row] = await _rows(engine, tenant.key_id, 1)
+    assert (row.status, row.usage_source) == ("client_disconnected", "estimated")
+    assert 4 <= row.completion_tokens < 400
+    for _ in range(100):
+        if mock_app.state.open_streams == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert mock_app.state.open_streams == 0, "the upstream stream must be closed when the client leaves"
+    # The caller saw the response's id, so it is the caller's (upstream may keep the partial answer).
+    assert await _owned_count(engine, tenant.user_id, wait_for=1) == 1
+
+
 async def test_a_stream_without_usage_is_counted_with_tiktoken(
     tollgate: LiveServer, tenant: Tenant, engine: AsyncEngine
 ) -> None:
@@ -237,9 +263,7 @@ async def test_a_budget_refusal_leaves_nothing_written(
     assert len(mock_app.state.requests) == before
     assert await usage_rows(engine, tenant.key_id) == []
     assert await lease_count(engine, tenant.key_id) == 0
-    async with engine.connect() as conn:
-        owned = select(func.count()).select_from(ResponseRecord).where(ResponseRecord.user_id == tenant.user_id)
-        assert (await conn.execute(owned)).scalar_one() == 0
+    assert await _owned_count(engine, tenant.user_id) == 0
 
 
 async def _rows(engine: AsyncEngine, key_id: str, count: int) -> list[UsageRecord]:
@@ -250,3 +274,15 @@ async def _rows(engine: AsyncEngine, key_id: str, count: int) -> list[UsageRecor
             return rows
         await asyncio.sleep(0.02)
     return await usage_rows(engine, key_id)
+
+
+async def _owned_count(engine: AsyncEngine, user_id: str, wait_for: int = 0) -> int:
+    """The user's recorded responses; written once a call has settled, so allow a moment."""
+    statement = select(func.count()).select_from(ResponseRecord).where(ResponseRecord.user_id == user_id)
+    for _ in range(100):
+        async with engine.connect() as conn:
+            count = int((await conn.execute(statement)).scalar_one())
+        if count >= wait_for:
+            return count
+        await asyncio.sleep(0.02)
+    return count
