@@ -5,9 +5,11 @@ from app.api_keys.endpoints import me_router
 from app.api_keys.endpoints import router as keys_router
 from app.assistants.endpoints import router as assistants_router
 from app.budgets.endpoints import router as budgets_router
+from app.conversations.endpoints import router as conversations_router
 from app.gateway.endpoints import router as gateway_router
 from app.media.endpoints import router as media_router
 from app.ratelimits.endpoints import router as ratelimits_router
+from app.responses.endpoints import router as responses_router
 from app.runs.endpoints import create_and_run_router
 from app.runs.endpoints import router as runs_router
 from app.threads.endpoints import admin_router as threads_admin_router
@@ -18,6 +20,8 @@ from app.upstreams.endpoints import router as upstreams_router
 # every request, so a flat, hot-first list is measurably cheaper than one nested router.
 routers: list[APIRouter] = [
     gateway_router,
+    responses_router,
+    conversations_router,
     me_router,
     media_router,
     assistants_router,

@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from app.api import routers
 from app.api_keys.service import Authenticator, ensure_admin, resolve_key_secret
 from app.config import Settings, get_settings
+from app.conversations.service import Conversations
 from app.db import create_engine, create_money_pool, create_sessionmaker
 from app.errors import install_error_handlers
 from app.gateway.catalog import ModelCatalog
@@ -30,6 +31,7 @@ from app.media.images import ImageCalls
 from app.media.pricing import MediaPrices
 from app.ratelimits.limiter import create_rate_limiter
 from app.ratelimits.service import LimitsCache
+from app.responses.service import Responses
 from app.runs.service import RunExecutor
 from app.spend.repository import MoneyFunctions
 from app.spend.service import SpendService
@@ -81,6 +83,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.runs = RunExecutor(sessionmaker, app.state.gateway)
         app.state.thread_chats = ThreadChats(sessionmaker)
         app.state.upstreams = directory
+        app.state.responses = Responses(app.state.gateway, sessionmaker)
+        app.state.conversations = Conversations(upstream, sessionmaker)
         tasks = [
             asyncio.create_task(every(settings.spend.reaper_interval_s, spend.reap_once), name="lease-reaper"),
             asyncio.create_task(every(settings.spend.lease_ttl_s / 3, spend.heartbeat_once), name="lease-heartbeat"),

@@ -30,7 +30,7 @@ async def get_catalog(request: Request) -> ModelCatalog:
 CatalogDep = Annotated[ModelCatalog, Depends(get_catalog)]
 
 
-async def _metered_call(request: Request, endpoint: str) -> tuple[Gateway, CallContext, bytes, dict[str, Any]]:
+async def metered_call(request: Request, endpoint: str) -> tuple[Gateway, CallContext, bytes, dict[str, Any]]:
     """The caller, the context and the body of a metered call, resolved in plain calls rather than
     as FastAPI dependencies: on these hot routes, dependency solving cost more CPU per request
     than everything Tollgate does outside the database and upstream calls."""
@@ -48,7 +48,7 @@ async def _metered_call(request: Request, endpoint: str) -> tuple[Gateway, CallC
 
 @router.post("/chat/completions", openapi_extra=_BODY_DOC)
 async def chat_completions(request: Request) -> Response:
-    gateway, context, raw, body = await _metered_call(request, "chat.completions")
+    gateway, context, raw, body = await metered_call(request, "chat.completions")
     thread_id = request.headers.get(THREAD_HEADER)
     if thread_id is None:
         return await gateway.chat(context, raw, body)
@@ -59,19 +59,19 @@ async def chat_completions(request: Request) -> Response:
 
 @router.post("/embeddings", openapi_extra=_BODY_DOC)
 async def embeddings(request: Request) -> Response:
-    gateway, context, raw, body = await _metered_call(request, "embeddings")
+    gateway, context, raw, body = await metered_call(request, "embeddings")
     return await gateway.embeddings(context, raw, body)
 
 
 @router.post("/completions", openapi_extra=_BODY_DOC)
 async def completions(request: Request) -> Response:
-    gateway, context, raw, body = await _metered_call(request, "completions")
+    gateway, context, raw, body = await metered_call(request, "completions")
     return await create_completion(gateway, context, raw, body)
 
 
 @router.post("/moderations", openapi_extra=_BODY_DOC)
 async def moderations(request: Request) -> Response:
-    gateway, context, raw, body = await _metered_call(request, "moderations")
+    gateway, context, raw, body = await metered_call(request, "moderations")
     return await create_moderation(gateway, context, raw, body)
 
 

@@ -53,6 +53,15 @@ def tokens_from_usage(block: dict[str, Any]) -> TokenUsage:
     )
 
 
+def stream_status(outcome: str) -> str:
+    """The ledger status of a stream that ended with ``outcome``."""
+    if outcome == OUTCOME_COMPLETED:
+        return status.STATUS_OK
+    if outcome == OUTCOME_DISCONNECTED:
+        return status.STATUS_CLIENT_DISCONNECTED
+    return status.STATUS_STREAM_ERROR
+
+
 def model_not_found(model: str) -> NotFound:
     return NotFound(
         f"The model `{model}` does not exist or you do not have access to it.",
@@ -152,10 +161,15 @@ class Gateway:
         estimate: Callable[[dict[str, Any] | None], TokenUsage],
         *,
         free: bool = False,
+        tokens_of: Callable[[dict[str, Any]], TokenUsage] = tokens_from_usage,
+        stateful: bool = False,
     ) -> Response:
-        """A JSON call billed from upstream's usage block, or ``estimate`` when there is none.
-        A ``free`` call is still recorded, at cost 0."""
-        response = await self.send(ctx, admission, self.upstream.request("POST", path, raw, model=ctx.model))
+        """Sends a JSON call and settles it: from the answer's ``usage`` block (read by
+        ``tokens_of``) when there is one, else from ``estimate`` of the parsed answer. A ``free``
+        call is still recorded, at cost 0. A ``stateful`` call creates an object upstream keeps, so
+        it goes to the primary upstream, where later calls on that object will find it."""
+        model = None if stateful else ctx.model
+        response = await self.send(ctx, admission, self.upstream.request("POST", path, raw, model=model))
         upstream_id = response.headers.get("x-request-id")
         cost = 0 if free else None
         try:
@@ -167,7 +181,7 @@ class Gateway:
             )
             raise UpstreamError("The upstream API returned a malformed response.") from None
         if isinstance(block, dict):
-            tokens = tokens_from_usage(block)
+            tokens = tokens_of(block)
             await self.settle(ctx, admission, tokens, status.STATUS_OK, 200, upstream_id, cost=cost)
         else:
             tokens = estimate(parsed)
@@ -234,11 +248,7 @@ class Gateway:
         else:
             tokens = TokenUsage(prompt=prompt(), completion=count_text(ctx.model, text()))
             upstream_counted = False
-        row_status = {
-            OUTCOME_COMPLETED: status.STATUS_OK,
-            OUTCOME_DISCONNECTED: status.STATUS_CLIENT_DISCONNECTED,
-        }.get(outcome, status.STATUS_STREAM_ERROR)
-        await self.settle(ctx, admission, tokens, row_status, 200, upstream_id, source=upstream_counted)
+        await self.settle(ctx, admission, tokens, stream_status(outcome), 200, upstream_id, source=upstream_counted)
         return tokens
 
     async def send(self, ctx: CallContext, admission: Admission, call: Awaitable[_R]) -> _R:

@@ -38,39 +38,9 @@ OUTCOME_UPSTREAM_FAILED = "upstream_failed"
 StreamFinish = Callable[[str, "dict[str, Any] | None", Callable[[], str]], Awaitable[TokenUsage]]
 
 
-@dataclass(slots=True)
-class RelayResult:
-    outcome: str = OUTCOME_COMPLETED
-    usage: dict[str, Any] | None = None
-    relayed: list[bytes] = field(default_factory=list)
-
-    def relayed_text(self) -> str:
-        """The text the client received, for counting tokens when upstream never said."""
-        parts: list[str] = []
-        for event in self.relayed:
-            for line in event.splitlines():
-                if line.startswith(b"data:") and line[5:].strip() != b"[DONE]":
-                    parts.extend(_delta_texts(line[5:]))
-        return "".join(parts)
-
-    def relayed_content(self) -> str:
-        """The first choice's message text as the client received it."""
-        parts: list[str] = []
-        for event in self.relayed:
-            chunk = _data_of(event)
-            for choice in (chunk or {}).get("choices") or ():
-                delta = choice.get("delta") or {} if isinstance(choice, dict) else {}
-                if choice.get("index", 0) == 0 and isinstance(delta.get("content"), str):
-                    parts.append(delta["content"])
-        return "".join(parts)
-
-
-def _delta_texts(data: bytes) -> list[str]:
-    try:
-        chunk = json.loads(data)
-    except ValueError:
-        return []
-    return delta_texts(chunk) if isinstance(chunk, dict) else []
+def chat_usage(chunk: dict[str, Any]) -> dict[str, Any] | None:
+    usage = chunk.get("usage")
+    return usage if isinstance(usage, dict) else None
 
 
 def delta_texts(chunk: dict[str, Any]) -> list[str]:
@@ -90,6 +60,66 @@ def delta_texts(chunk: dict[str, Any]) -> list[str]:
     return texts
 
 
+@dataclass(frozen=True, slots=True)
+class StreamDialect:
+    """What differs between upstream event streams: which event carries the usage, whether that
+    event exists only because Tollgate asked for it, and the generated text of an event."""
+
+    usage_of: Callable[[dict[str, Any]], dict[str, Any] | None]
+    usage_only: Callable[[dict[str, Any]], bool]
+    texts_of: Callable[[dict[str, Any]], list[str]]
+
+
+# Chat completions: the usage chunk (no choices) is the one Tollgate adds with include_usage.
+CHAT = StreamDialect(chat_usage, lambda chunk: not chunk.get("choices"), delta_texts)
+
+# The Responses API's terminal events carry the whole response, usage included.
+_RESPONSE_END_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+def responses_usage(event: dict[str, Any]) -> dict[str, Any] | None:
+    response = event.get("response") if event.get("type") in _RESPONSE_END_EVENTS else None
+    usage = response.get("usage") if isinstance(response, dict) else None
+    return usage if isinstance(usage, dict) else None
+
+
+def responses_texts(event: dict[str, Any]) -> list[str]:
+    """Generated text arrives in ``*.delta`` events (output text, refusals, function arguments,
+    reasoning summaries), each with a string ``delta``."""
+    kind, delta = event.get("type"), event.get("delta")
+    return [delta] if isinstance(kind, str) and kind.endswith(".delta") and isinstance(delta, str) else []
+
+
+# Responses API: every event is the client's own; none exists only for Tollgate.
+RESPONSES = StreamDialect(responses_usage, lambda _: False, responses_texts)
+
+
+@dataclass(slots=True)
+class RelayResult:
+    outcome: str = OUTCOME_COMPLETED
+    usage: dict[str, Any] | None = None
+    relayed: list[bytes] = field(default_factory=list)
+    dialect: StreamDialect = CHAT
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        """The relayed events that parse as JSON objects, in order."""
+        return filter(None, map(_data_of, self.relayed))
+
+    def relayed_text(self) -> str:
+        """The text the client received, for counting tokens when upstream never said."""
+        return "".join(text for event in self.events() for text in self.dialect.texts_of(event))
+
+    def relayed_content(self) -> str:
+        """The first choice's message text as the client received it."""
+        parts: list[str] = []
+        for chunk in self.events():
+            for choice in chunk.get("choices") or ():
+                delta = choice.get("delta") or {} if isinstance(choice, dict) else {}
+                if choice.get("index", 0) == 0 and isinstance(delta.get("content"), str):
+                    parts.append(delta["content"])
+        return "".join(parts)
+
+
 class SSERelay(Response):
     """An ASGI response that relays an upstream SSE stream and then calls ``on_finish`` once.
 
@@ -103,6 +133,7 @@ class SSERelay(Response):
         keep_usage_event: bool,
         headers: dict[str, str],
         on_finish: Callable[[RelayResult], Awaitable[None]],
+        dialect: StreamDialect = CHAT,
     ) -> None:
         self.upstream = upstream
         self.status_code = 200
@@ -110,7 +141,7 @@ class SSERelay(Response):
         self.keep_usage_event = keep_usage_event
         self.extra_headers = headers
         self.on_finish = on_finish
-        self.result = RelayResult()
+        self.result = RelayResult(dialect=dialect)
         self._complete = False
         self._finished = False
 
@@ -193,10 +224,11 @@ class SSERelay(Response):
             parsed = json.loads(data)
         except ValueError:
             return True
-        if isinstance(parsed, dict) and isinstance(parsed.get("usage"), dict):
-            self.result.usage = parsed["usage"]
-            return self.keep_usage_event or bool(parsed.get("choices"))
-        return True
+        usage = self.result.dialect.usage_of(parsed) if isinstance(parsed, dict) else None
+        if usage is None:
+            return True
+        self.result.usage = usage
+        return self.keep_usage_event or not self.result.dialect.usage_only(parsed)
 
 
 class ChunkStream:

@@ -16,9 +16,10 @@ import logging
 import random
 import re
 import weakref
-from collections.abc import AsyncIterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import aiohttp
 from yarl import URL
@@ -150,12 +151,16 @@ class Upstream:
         return self._stream_origin.get(answer, DEFAULT_UPSTREAM)
 
     def candidates(self, model: str | None) -> list[Target]:
-        """Weighted random order without replacement (Efraimidis-Spirakis keys)."""
-        targets = self._targets
-        chosen = [t for t in targets if t.weight and model in t.models] if model else []
-        chosen = chosen or [t for t in targets if t.weight and not t.models]
+        """For a model: its upstreams in weighted random order without replacement
+        (Efraimidis-Spirakis keys). Without one (stateful objects: files, responses,
+        conversations, which live in the upstream organization that created them): the primary
+        upstream only, the first of the general pool, ``default`` unless an admin took it out."""
+        general = [t for t in self._targets if t.weight and not t.models]
+        if model is None:
+            return general[:1]
+        chosen = [t for t in self._targets if t.weight and model in t.models] or general
         if len(chosen) > 1:
-            chosen.sort(key=lambda t: random.random() ** (1 / t.weight), reverse=True)  # noqa: S311 - load spreading, not secrets
+            chosen.sort(key=lambda t: random.random() ** (1 / t.weight), reverse=True)  # noqa: S311 - load spreading
         return chosen
 
     async def _open(
@@ -242,3 +247,14 @@ def _error_detail(content: bytes) -> dict[str, Any]:
 
 def _str_or_none(value: object) -> str | None:
     return scrub(value) if isinstance(value, str) else None
+
+
+def forward_query(params: Iterable[tuple[str, str]], allowed: frozenset[str]) -> str:
+    """The query string to send upstream: only the named parameters, encoded again."""
+    kept = [(name, value) for name, value in params if name in allowed]
+    return "?" + urlencode(kept) if kept else ""
+
+
+def path_id(value: str) -> str:
+    """An id as one quoted path segment, so it can never reach another upstream route."""
+    return quote(value, safe="")

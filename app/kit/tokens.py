@@ -101,3 +101,47 @@ def _image_parts(messages: Any) -> int:
         if isinstance(content, list):
             count += sum(1 for p in content if isinstance(p, dict) and p.get("type") in ("image_url", "input_image"))
     return count
+
+
+# Responses API input: the text-bearing fields of an input item and of its content parts.
+_ITEM_TEXT_FIELDS = ("content", "output", "arguments", "name", "text", "input")
+_IMAGE_PART_TYPES = frozenset({"input_image", "image_url"})
+
+
+def estimate_responses_prompt(model: str, body: dict[str, Any]) -> int:
+    """An upper bound on the prompt tokens of a Responses API request's own body (instructions,
+    input, tool and format definitions). Context that upstream adds from a previous response or
+    a conversation is not in the body; the caller adds it."""
+    encoding = encoding_for(model)
+    total = REPLY_PRIMING
+    instructions = body.get("instructions")
+    if isinstance(instructions, str):
+        total += TOKENS_PER_MESSAGE + len(encoding.encode(instructions, disallowed_special=()))
+    value = body.get("input")
+    items = [{"role": "user", "content": value}] if isinstance(value, str) else value
+    for item in items if isinstance(items, list) else ():
+        total += TOKENS_PER_MESSAGE + sum(len(encoding.encode(t, disallowed_special=())) for t in _item_texts(item))
+        total += IMAGE_TOKENS_UPPER_BOUND * _item_images(item)
+    for extra in ("tools", "text", "tool_choice", "reasoning"):
+        if body.get(extra) is not None:
+            total += count_text(model, json.dumps(body[extra], separators=(",", ":")))
+    return total
+
+
+def _item_texts(item: Any) -> Iterable[str]:
+    if not isinstance(item, dict):
+        return
+    for key in _ITEM_TEXT_FIELDS:
+        value = item.get(key)
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, list):
+            for part in value:
+                yield from _item_texts(part)
+
+
+def _item_images(item: Any) -> int:
+    content = item.get("content") if isinstance(item, dict) else None
+    if not isinstance(content, list):
+        return 0
+    return sum(1 for p in content if isinstance(p, dict) and p.get("type") in _IMAGE_PART_TYPES)

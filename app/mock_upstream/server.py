@@ -14,20 +14,18 @@ import json
 import math
 import random
 import struct
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.datastructures import State
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Send
 
-from app.mock_upstream import media
+from app.mock_upstream import conversations, media, responses
 from app.mock_upstream.chat import (
     StreamOptions,
     completion_payload,
@@ -44,6 +42,8 @@ from app.mock_upstream.legacy import (
     prompts_of,
 )
 from app.mock_upstream.prelude import MockControls, MockPrelude, RecordedRequest, error_body, json_response
+from app.mock_upstream.sse import EventStream, tracked
+from app.mock_upstream.store import MockStore
 
 __all__ = ["MODELS", "MockConfig", "RecordedRequest", "create_mock_app", "embedding_vector", "serve"]
 
@@ -97,6 +97,19 @@ def create_mock_app(config: MockConfig | None = None) -> Starlette:
         Route("/v1/audio/translations", media.transcriptions, methods=["POST"]),
         Route("/v1/models", _list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", _retrieve_model, methods=["GET"]),
+        Route("/v1/responses", responses.create_response, methods=["POST"]),
+        Route("/v1/responses/{response_id}", responses.retrieve_response, methods=["GET"]),
+        Route("/v1/responses/{response_id}", responses.delete_response, methods=["DELETE"]),
+        Route("/v1/responses/{response_id}/cancel", responses.cancel_response, methods=["POST"]),
+        Route("/v1/responses/{response_id}/input_items", responses.list_input_items, methods=["GET"]),
+        Route("/v1/conversations", conversations.create_conversation, methods=["POST"]),
+        Route("/v1/conversations/{conversation_id}", conversations.retrieve_conversation, methods=["GET"]),
+        Route("/v1/conversations/{conversation_id}", conversations.update_conversation, methods=["POST"]),
+        Route("/v1/conversations/{conversation_id}", conversations.delete_conversation, methods=["DELETE"]),
+        Route("/v1/conversations/{conversation_id}/items", conversations.create_items, methods=["POST"]),
+        Route("/v1/conversations/{conversation_id}/items", conversations.list_items, methods=["GET"]),
+        Route("/v1/conversations/{conversation_id}/items/{item_id}", conversations.retrieve_item, methods=["GET"]),
+        Route("/v1/conversations/{conversation_id}/items/{item_id}", conversations.delete_item, methods=["DELETE"]),
     ]
     ids = _Ids()
     requests: list[RecordedRequest] = []
@@ -118,6 +131,7 @@ def create_mock_app(config: MockConfig | None = None) -> Starlette:
     app.state.ids = ids
     app.state.requests = requests
     app.state.open_streams = 0
+    app.state.store = MockStore()
     return app
 
 
@@ -198,7 +212,7 @@ async def _chat_completions(request: Request) -> Response:
         stall_after=controls.stall_after,
         malformed=controls.malformed,
     )
-    return _EventStream(_tracked(request.app.state, stream_events(plan, options)))
+    return EventStream(tracked(request.app.state, stream_events(plan, options)))
 
 
 async def _completions(request: Request) -> Response:
@@ -214,7 +228,7 @@ async def _completions(request: Request) -> Response:
         return _ok_json(payload, controls)
     options = body.get("stream_options")
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
-    return _EventStream(_tracked(request.app.state, completion_events(payload, pieces, include_usage)))
+    return EventStream(tracked(request.app.state, completion_events(payload, pieces, include_usage)))
 
 
 async def _moderations(request: Request) -> Response:
@@ -227,29 +241,6 @@ async def _moderations(request: Request) -> Response:
         return _bad_request(f"The model '{model}' is not a moderation model.", "model")
     ids: _Ids = request.app.state.ids
     return _ok_json(moderation_payload(texts, model, f"modr-mock-{next(ids.completions)}"), _controls(request))
-
-
-async def _tracked(state: State, events: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
-    state.open_streams += 1
-    try:
-        async for event in events:
-            yield event
-    finally:
-        # Runs on normal end, on drop_after, and when a client disconnect cancels the response.
-        state.open_streams -= 1
-        await events.aclose()
-
-
-class _EventStream(StreamingResponse):
-    def __init__(self, events: AsyncGenerator[bytes, None]) -> None:
-        super().__init__(events, media_type="text/event-stream")
-        self._events = events
-
-    async def stream_response(self, send: Send) -> None:
-        # Close the generator right away on cancellation instead of whenever it gets garbage collected,
-        # so open_streams is accurate as soon as the client is gone.
-        async with contextlib.aclosing(self._events):
-            await super().stream_response(send)
 
 
 async def _embeddings(request: Request) -> Response:

@@ -5,7 +5,9 @@ from app.models.assistant import Assistant
 from app.models.base import Base
 from app.models.budget import Budget
 from app.models.budget_lease import BudgetLease
+from app.models.conversation import Conversation
 from app.models.rate_limit import RateLimit
+from app.models.response_record import ResponseRecord
 from app.models.team import Team
 from app.models.thread import Thread
 from app.models.thread_message import ThreadMessage
@@ -20,7 +22,9 @@ __all__ = [
     "Base",
     "Budget",
     "BudgetLease",
+    "Conversation",
     "RateLimit",
+    "ResponseRecord",
     "Team",
     "Thread",
     "ThreadMessage",
