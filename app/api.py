@@ -5,6 +5,7 @@ from app.api_keys.endpoints import me_router
 from app.api_keys.endpoints import router as keys_router
 from app.assistants.endpoints import router as assistants_router
 from app.budgets.endpoints import router as budgets_router
+from app.files.endpoints import router as files_router
 from app.gateway.endpoints import router as gateway_router
 from app.ratelimits.endpoints import router as ratelimits_router
 from app.runs.endpoints import create_and_run_router
@@ -21,6 +22,7 @@ routers: list[APIRouter] = [
     create_and_run_router,
     threads_router,
     runs_router,
+    files_router,
     accounts_router,
     threads_admin_router,
     keys_router,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,6 +15,8 @@ from app.api_keys.service import Authenticator, ensure_admin, resolve_key_secret
 from app.config import Settings, get_settings
 from app.db import create_engine, create_money_pool, create_sessionmaker
 from app.errors import install_error_handlers
+from app.files.service import FileService
+from app.kit.form_relay import FORM_OVERHEAD_BYTES
 from app.gateway.catalog import ModelCatalog
 from app.gateway.metering import Meter
 from app.gateway.service import Gateway
@@ -68,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.catalog = ModelCatalog(upstream, settings.gateway.models_cache_ttl_s)
         app.state.runs = RunExecutor(sessionmaker, app.state.gateway)
         app.state.thread_chats = ThreadChats(sessionmaker)
+        app.state.files = FileService(sessionmaker, upstream, settings.files)
         tasks = [
             asyncio.create_task(every(settings.spend.reaper_interval_s, spend.reap_once), name="lease-reaper"),
             asyncio.create_task(every(settings.spend.lease_ttl_s / 3, spend.heartbeat_once), name="lease-heartbeat"),
@@ -97,7 +101,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.gateway.max_body_bytes)
+    streamed = [
+        (re.compile(r"^/v1/files/?$"), settings.files.max_upload_bytes + FORM_OVERHEAD_BYTES),
+        (re.compile(r"^/v1/uploads/[^/]+/parts/?$"), settings.files.max_part_bytes + FORM_OVERHEAD_BYTES),
+    ]
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.gateway.max_body_bytes, streamed=streamed)
     if settings.gateway.cors_origins:
         # Browser frontends call Tollgate directly; they authenticate with a bearer key, not cookies.
         app.add_middleware(

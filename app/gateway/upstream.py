@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,12 +84,37 @@ class Upstream:
             response.release()
         return Reply(content, response.headers)
 
+    async def send_form(
+        self, path: str, body: AsyncIterable[bytes], content_type: str, content_length: int | None
+    ) -> Reply:
+        """POSTs a multipart body as it streams in (chunked unless its length is known) and reads
+        the JSON answer. An exception raised by ``body`` aborts the request mid-body."""
+        headers = {"content-type": content_type}
+        if content_length is not None:
+            headers["content-length"] = str(content_length)
+        response = await self._open("POST", path, body, headers)
+        try:
+            content = await response.read()
+        except UPSTREAM_IO_ERRORS as exc:
+            raise _transport_error(exc) from exc
+        finally:
+            response.release()
+        return Reply(content, response.headers)
+
+    async def download(self, path: str) -> aiohttp.ClientResponse:
+        """Opens a GET whose body the caller streams from ``content`` and must ``close()``."""
+        return await self._open("GET", path, None, None)
+
     async def stream(self, path: str, body: bytes) -> aiohttp.ClientResponse:
         """Opens a streamed POST; the caller reads ``content`` and must ``close()`` it."""
         return await self._open("POST", path, body, _SSE)
 
     async def _open(
-        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str] | None
+        self,
+        method: str,
+        path: str,
+        body: bytes | AsyncIterable[bytes] | None,
+        headers: Mapping[str, str] | None,
     ) -> aiohttp.ClientResponse:
         """A non-2xx answer is turned into a GatewayError here, before anything reaches the client."""
         # Paths are built from literals and quoted ids: tell yarl not to re-quote them.

@@ -5,11 +5,13 @@ from app.models.assistant import Assistant
 from app.models.base import Base
 from app.models.budget import Budget
 from app.models.budget_lease import BudgetLease
+from app.models.file import File
 from app.models.rate_limit import RateLimit
 from app.models.team import Team
 from app.models.thread import Thread
 from app.models.thread_message import ThreadMessage
 from app.models.thread_run import ThreadRun
+from app.models.upload import Upload
 from app.models.usage_record import UsageRecord
 from app.models.user import User
 
@@ -19,11 +21,13 @@ __all__ = [
     "Base",
     "Budget",
     "BudgetLease",
+    "File",
     "RateLimit",
     "Team",
     "Thread",
     "ThreadMessage",
     "ThreadRun",
+    "Upload",
     "UsageRecord",
     "User",
 ]
