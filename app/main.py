@@ -16,11 +16,11 @@ from app.config import Settings, get_settings
 from app.db import create_engine, create_money_pool, create_sessionmaker
 from app.errors import install_error_handlers
 from app.files.service import FileService
-from app.kit.form_relay import FORM_OVERHEAD_BYTES
 from app.gateway.catalog import ModelCatalog
 from app.gateway.metering import Meter
 from app.gateway.service import Gateway
 from app.gateway.upstream import Upstream
+from app.kit.form_relay import FORM_OVERHEAD_BYTES
 from app.kit.logging import configure_logging, flush_logs
 from app.kit.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from app.kit.runtime import freeze_startup_heap

@@ -27,6 +27,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Send
 
+from app.mock_upstream import files
 from app.mock_upstream.chat import (
     StreamOptions,
     completion_payload,
@@ -71,6 +72,7 @@ def create_mock_app(config: MockConfig | None = None) -> Starlette:
         Route("/v1/embeddings", _embeddings, methods=["POST"]),
         Route("/v1/models", _list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", _retrieve_model, methods=["GET"]),
+        *files.routes(),
     ]
     ids = _Ids()
     requests: list[RecordedRequest] = []
@@ -92,6 +94,7 @@ def create_mock_app(config: MockConfig | None = None) -> Starlette:
     app.state.ids = ids
     app.state.requests = requests
     app.state.open_streams = 0
+    app.state.files = files.FileStore()
     return app
 
 
@@ -101,7 +104,10 @@ async def _preload_encodings(app: Starlette) -> AsyncIterator[None]:
     # the tight client timeouts that tests use.
     count_tokens("", "o200k_base")
     count_tokens("", "cl100k_base")
-    yield
+    try:
+        yield
+    finally:
+        app.state.files.close()
 
 
 def serve(host: str, port: int, config: MockConfig) -> None:
