@@ -12,6 +12,7 @@ from app.runs.endpoints import create_and_run_router
 from app.runs.endpoints import router as runs_router
 from app.threads.endpoints import admin_router as threads_admin_router
 from app.threads.endpoints import router as threads_router
+from app.uploads.endpoints import router as uploads_router
 
 # Included into the app one by one, the OpenAI routes first: FastAPI walks included routers on
 # every request, so a flat, hot-first list is measurably cheaper than one nested router.
@@ -23,6 +24,7 @@ routers: list[APIRouter] = [
     threads_router,
     runs_router,
     files_router,
+    uploads_router,
     accounts_router,
     threads_admin_router,
     keys_router,

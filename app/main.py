@@ -32,6 +32,7 @@ from app.runs.service import RunExecutor
 from app.spend.repository import MoneyFunctions
 from app.spend.service import SpendService
 from app.threads.service import ThreadChats
+from app.uploads.service import UploadService
 from app.usage.pricing import PriceBook
 
 
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.runs = RunExecutor(sessionmaker, app.state.gateway)
         app.state.thread_chats = ThreadChats(sessionmaker)
         app.state.files = FileService(sessionmaker, upstream, settings.files)
+        app.state.uploads = UploadService(sessionmaker, upstream, app.state.files, settings.files)
         tasks = [
             asyncio.create_task(every(settings.spend.reaper_interval_s, spend.reap_once), name="lease-reaper"),
             asyncio.create_task(every(settings.spend.lease_ttl_s / 3, spend.heartbeat_once), name="lease-heartbeat"),

@@ -7,6 +7,7 @@ from collections.abc import Awaitable
 import httpx
 import openai
 import pytest
+from openai.types import FilePurpose
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
@@ -66,7 +67,7 @@ async def test_lists_show_only_the_callers_files_with_pagination_and_purpose(
 ) -> None:
     alice, bob = await admin.tenant(), await admin.tenant()
     a, b = alice.client(tollgate.url), bob.client(tollgate.url)
-    purposes = ["fine-tune", "batch", "fine-tune", "assistants", "fine-tune"]
+    purposes: list[FilePurpose] = ["fine-tune", "batch", "fine-tune", "assistants", "fine-tune"]
     ids = [(await a.files.create(file=(f"f{i}.jsonl", b"{}\n"), purpose=p)).id for i, p in enumerate(purposes)]
     bobs = (await b.files.create(file=("bob.jsonl", b"{}\n"), purpose="fine-tune")).id
 

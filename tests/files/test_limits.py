@@ -1,0 +1,70 @@
+"""The upload size limit, enforced while the body streams: nothing is kept of a refused file."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import openai
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+
+from app.config import FileSettings, Settings
+from app.main import create_app
+from app.models import File
+from tests.fixtures.live_server import LiveServer
+from tests.fixtures.servers import Admin
+
+LIMIT = 256 * 1024
+
+
+@pytest.fixture(scope="module")
+def small_tollgate(settings: Settings) -> Iterator[LiveServer]:
+    limited = settings.model_copy(update={"files": FileSettings(max_upload_bytes=LIMIT, max_part_bytes=LIMIT)})
+    with LiveServer(create_app(limited)) as server:
+        yield server
+
+
+async def _chunked(head: bytes, size: int, tail: bytes) -> AsyncIterator[bytes]:
+    yield head
+    block = b"x" * 16384
+    for _ in range(size // len(block)):
+        yield block
+    yield tail
+
+
+@pytest.mark.parametrize("declared", [True, False])
+async def test_too_large_is_413_and_nothing_is_kept(
+    small_tollgate: LiveServer, admin: Admin, engine: AsyncEngine, mock_app: Starlette, declared: bool
+) -> None:
+    tenant = await admin.tenant()
+    before = set(mock_app.state.files.files)
+    head = (
+        b'--B\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+        b'--B\r\nContent-Disposition: form-data; name="file"; filename="big.jsonl"\r\n\r\n'
+    )
+    size, tail = LIMIT + 16384, b"\r\n--B--\r\n"
+    headers = {"content-type": "multipart/form-data; boundary=B"}
+    async with tenant.http(small_tollgate.url) as http:
+        if declared:
+            # A declared length over the limit is refused before the body is read.
+            body = head + b"x" * size + tail
+            response = await http.post("/v1/files", content=body, headers=headers)
+        else:
+            # A chunked body is cut off as soon as the file passes the limit.
+            response = await http.post("/v1/files", content=_chunked(head, size, tail), headers=headers)
+    assert response.status_code == 413, response.text
+    assert response.json()["error"]["type"] == "invalid_request_error"
+    assert set(mock_app.state.files.files) == before
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(File.id).where(File.user_id == tenant.user_id))).all() == []
+
+
+async def test_a_file_at_the_limit_is_accepted(small_tollgate: LiveServer, admin: Admin) -> None:
+    client = (await admin.tenant()).client(small_tollgate.url)
+    created = await client.files.create(file=("edge.bin", b"y" * LIMIT), purpose="user_data")
+    assert created.bytes == LIMIT
+    with pytest.raises(openai.APIStatusError) as caught:
+        await client.files.create(file=("over.bin", b"y" * (LIMIT + 1)), purpose="user_data")
+    assert caught.value.status_code == 413
