@@ -7,6 +7,7 @@ from app.assistants.endpoints import router as assistants_router
 from app.budgets.endpoints import router as budgets_router
 from app.files.endpoints import router as files_router
 from app.gateway.endpoints import router as gateway_router
+from app.gateway.unserved import router as unserved_router
 from app.ratelimits.endpoints import router as ratelimits_router
 from app.runs.endpoints import create_and_run_router
 from app.runs.endpoints import router as runs_router
@@ -15,8 +16,10 @@ from app.threads.endpoints import router as threads_router
 from app.uploads.endpoints import router as uploads_router
 
 # Included into the app one by one, the OpenAI routes first: FastAPI walks included routers on
-# every request, so a flat, hot-first list is measurably cheaper than one nested router.
+# every request, so a flat, hot-first list is measurably cheaper than one nested router. The
+# guard for routes that must never be served comes before all of them.
 routers: list[APIRouter] = [
+    unserved_router,
     gateway_router,
     me_router,
     assistants_router,
