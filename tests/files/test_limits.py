@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
 from app.config import FileSettings, Settings
+from app.kit.form_relay import FORM_OVERHEAD_BYTES
 from app.main import create_app
 from app.models import File
 from tests.fixtures.live_server import LiveServer
@@ -34,29 +35,40 @@ async def _chunked(head: bytes, size: int, tail: bytes) -> AsyncIterator[bytes]:
     yield tail
 
 
-@pytest.mark.parametrize("declared", [True, False])
+@pytest.mark.parametrize(
+    ("size", "declared", "reaches_upstream"),
+    [
+        # A declared length past the limit and the form's allowance: refused before a byte is read.
+        (LIMIT + FORM_OVERHEAD_BYTES, True, False),
+        # Declared within the allowance, or chunked: cut off as soon as the file passes the limit.
+        (LIMIT + 16384, True, True),
+        (LIMIT + 16384, False, True),
+    ],
+)
 async def test_too_large_is_413_and_nothing_is_kept(
-    small_tollgate: LiveServer, admin: Admin, engine: AsyncEngine, mock_app: Starlette, declared: bool
+    small_tollgate: LiveServer,
+    admin: Admin,
+    engine: AsyncEngine,
+    mock_app: Starlette,
+    size: int,
+    declared: bool,
+    reaches_upstream: bool,
 ) -> None:
     tenant = await admin.tenant()
-    before = set(mock_app.state.files.files)
+    before, calls = set(mock_app.state.files.files), len(mock_app.state.requests)
     head = (
         b'--B\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
         b'--B\r\nContent-Disposition: form-data; name="file"; filename="big.jsonl"\r\n\r\n'
     )
-    size, tail = LIMIT + 16384, b"\r\n--B--\r\n"
+    tail = b"\r\n--B--\r\n"
     headers = {"content-type": "multipart/form-data; boundary=B"}
     async with tenant.http(small_tollgate.url) as http:
-        if declared:
-            # A declared length over the limit is refused before the body is read.
-            body = head + b"x" * size + tail
-            response = await http.post("/v1/files", content=body, headers=headers)
-        else:
-            # A chunked body is cut off as soon as the file passes the limit.
-            response = await http.post("/v1/files", content=_chunked(head, size, tail), headers=headers)
+        body = head + b"x" * size + tail if declared else _chunked(head, size, tail)
+        response = await http.post("/v1/files", content=body, headers=headers)
     assert response.status_code == 413, response.text
     assert response.json()["error"]["type"] == "invalid_request_error"
     assert set(mock_app.state.files.files) == before
+    assert (len(mock_app.state.requests) > calls) == reaches_upstream
     async with engine.connect() as conn:
         assert (await conn.execute(select(File.id).where(File.user_id == tenant.user_id))).all() == []
 
