@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import openai
@@ -80,3 +82,30 @@ async def test_a_file_at_the_limit_is_accepted(small_tollgate: LiveServer, admin
     with pytest.raises(openai.APIStatusError) as caught:
         await client.files.create(file=("over.bin", b"y" * (LIMIT + 1)), purpose="user_data")
     assert caught.value.status_code == 413
+
+
+async def test_a_client_that_leaves_mid_upload_leaves_nothing(
+    tollgate: LiveServer, admin: Admin, engine: AsyncEngine, mock_app: Starlette
+) -> None:
+    tenant = await admin.tenant()
+    store, calls = mock_app.state.files, len(mock_app.state.requests)
+    before = set(store.dir.iterdir())
+
+    async def leaving() -> AsyncIterator[bytes]:
+        yield b'--B\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+        yield b'--B\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\n' + b"x" * 262144
+        await asyncio.sleep(0.3)
+        raise RuntimeError("the client gives up")
+
+    headers = {"content-type": "multipart/form-data; boundary=B"}
+    async with tenant.http(tollgate.url) as http:
+        with pytest.raises(RuntimeError):
+            await http.post("/v1/files", content=leaving(), headers=headers)
+    assert len(mock_app.state.requests) > calls  # the upload had reached upstream
+    deadline = time.monotonic() + 5
+    while set(store.dir.iterdir()) != before:  # and upstream dropped its partial file
+        assert time.monotonic() < deadline, "the upstream upload was not aborted"
+        await asyncio.sleep(0.02)
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(File.id).where(File.user_id == tenant.user_id))).all() == []
+    assert (await tenant.client(tollgate.url).files.list()).data == []
