@@ -6,7 +6,9 @@ from app.api_keys.endpoints import router as keys_router
 from app.assistants.endpoints import router as assistants_router
 from app.budgets.endpoints import router as budgets_router
 from app.conversations.endpoints import router as conversations_router
+from app.files.endpoints import router as files_router
 from app.gateway.endpoints import router as gateway_router
+from app.gateway.unserved import router as unserved_router
 from app.media.endpoints import router as media_router
 from app.ratelimits.endpoints import router as ratelimits_router
 from app.responses.endpoints import router as responses_router
@@ -14,11 +16,14 @@ from app.runs.endpoints import create_and_run_router
 from app.runs.endpoints import router as runs_router
 from app.threads.endpoints import admin_router as threads_admin_router
 from app.threads.endpoints import router as threads_router
+from app.uploads.endpoints import router as uploads_router
 from app.upstreams.endpoints import router as upstreams_router
 
 # Included into the app one by one, the OpenAI routes first: FastAPI walks included routers on
-# every request, so a flat, hot-first list is measurably cheaper than one nested router.
+# every request, so a flat, hot-first list is measurably cheaper than one nested router. The
+# guard for routes that must never be served comes before all of them.
 routers: list[APIRouter] = [
+    unserved_router,
     gateway_router,
     responses_router,
     conversations_router,
@@ -28,6 +33,8 @@ routers: list[APIRouter] = [
     create_and_run_router,
     threads_router,
     runs_router,
+    files_router,
+    uploads_router,
     accounts_router,
     threads_admin_router,
     keys_router,

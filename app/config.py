@@ -164,12 +164,22 @@ class SpendSettings(BaseSettings):
         return v
 
 
+class FileSettings(BaseSettings):
+    model_config = SettingsConfigDict(**_BASE, env_prefix="TOLLGATE_FILES_")
+
+    # OpenAI's own limits: 512 MB per file, 64 MB per part of an Upload. Counted while the
+    # body streams through, so a larger one is cut off without being held anywhere.
+    max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    max_part_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+
+
 class Settings(BaseModel):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
     keys: KeySettings = Field(default_factory=KeySettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     spend: SpendSettings = Field(default_factory=SpendSettings)
+    files: FileSettings = Field(default_factory=FileSettings)
 
     @model_validator(mode="after")
     def _refuse_weak_secrets(self) -> Settings:

@@ -141,11 +141,15 @@ def _gateway_error(_: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, exc.message, exc.type, param=exc.param, code=exc.code, headers=exc.headers)
 
 
+def unknown_url(request: Request) -> NotFound:
+    """OpenAI's answer to a route it does not have."""
+    return NotFound(f"Invalid URL ({request.method} {request.url.path})", code="unknown_url")
+
+
 def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 404:
-        message = f"Invalid URL ({request.method} {request.url.path})"
-        return error_response(404, message, "invalid_request_error", code="unknown_url")
+        return _gateway_error(request, unknown_url(request))
     if exc.status_code == 405:
         message = f"Method {request.method} not allowed for {request.url.path}"
         return error_response(405, message, "invalid_request_error", code="method_not_allowed")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,11 +16,13 @@ from app.config import Settings, get_settings
 from app.conversations.service import Conversations
 from app.db import create_engine, create_money_pool, create_sessionmaker
 from app.errors import install_error_handlers
+from app.files.service import FileService
 from app.gateway.catalog import ModelCatalog
 from app.gateway.metering import Meter
 from app.gateway.service import Gateway
 from app.gateway.upstream import Upstream, default_target
 from app.kit.crypto import sealer
+from app.kit.form_relay import FORM_OVERHEAD_BYTES
 from app.kit.logging import configure_logging, flush_logs
 from app.kit.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from app.kit.runtime import freeze_startup_heap
@@ -36,6 +39,7 @@ from app.runs.service import RunExecutor
 from app.spend.repository import MoneyFunctions
 from app.spend.service import SpendService
 from app.threads.service import ThreadChats
+from app.uploads.service import UploadService
 from app.upstreams.service import UpstreamDirectory
 from app.usage.pricing import PriceBook
 
@@ -85,6 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.upstreams = directory
         app.state.responses = Responses(app.state.gateway, sessionmaker)
         app.state.conversations = Conversations(upstream, sessionmaker)
+        app.state.files = FileService(sessionmaker, upstream, settings.files)
+        app.state.uploads = UploadService(sessionmaker, upstream, app.state.files, settings.files)
         tasks = [
             asyncio.create_task(every(settings.spend.reaper_interval_s, spend.reap_once), name="lease-reaper"),
             asyncio.create_task(every(settings.spend.lease_ttl_s / 3, spend.heartbeat_once), name="lease-heartbeat"),
@@ -115,12 +121,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
-    app.add_middleware(
-        BodyLimitMiddleware,
-        max_bytes=settings.gateway.max_body_bytes,
-        upload_paths=UPLOAD_PATHS,
-        max_upload_bytes=settings.gateway.max_upload_bytes,
-    )
+    streamed = [
+        (re.compile(r"^/v1/files/?$"), settings.files.max_upload_bytes + FORM_OVERHEAD_BYTES),
+        (re.compile(r"^/v1/uploads/[^/]+/parts/?$"), settings.files.max_part_bytes + FORM_OVERHEAD_BYTES),
+        *((re.compile(f"^{re.escape(path)}/?$"), settings.gateway.max_upload_bytes) for path in UPLOAD_PATHS),
+    ]
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.gateway.max_body_bytes, streamed=streamed)
     if settings.gateway.cors_origins:
         # Browser frontends call Tollgate directly; they authenticate with a bearer key, not cookies.
         app.add_middleware(

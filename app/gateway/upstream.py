@@ -139,6 +139,21 @@ class Upstream:
             response.release()
         return Reply(content, response.headers, target.name)
 
+    async def send_form(
+        self, path: str, body: AsyncIterable[bytes], content_type: str, content_length: int | None
+    ) -> Reply:
+        """POSTs a multipart body as it streams in (chunked unless its length is known) and reads
+        the JSON answer. An exception raised by ``body`` aborts the request mid-body."""
+        headers = {"content-type": content_type}
+        if content_length is not None:
+            headers["content-length"] = str(content_length)
+        return await self._read(*await self._open("POST", path, body, headers, None))
+
+    async def download(self, path: str) -> aiohttp.ClientResponse:
+        """Opens a GET whose body the caller streams from ``content`` and must ``close()``."""
+        response, _ = await self._open("GET", path, None, None, None)
+        return response
+
     async def stream(self, path: str, body: bytes, *, model: str | None = None) -> aiohttp.ClientResponse:
         """Opens a streamed POST; the caller reads ``content`` and must ``close()`` it."""
         response, target = await self._open("POST", path, body, _SSE, model)

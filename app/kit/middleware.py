@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import time
+from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -63,30 +65,30 @@ class BodyLimitMiddleware:
     """Refuses a declared Content-Length over the limit before a byte of the body is read.
 
     Bodies without a trustworthy length (chunked) are counted where they are read, so a
-    client cannot get past the limit by lying.
+    client cannot get past the limit by lying. ``streamed`` gives the routes whose bodies are
+    relayed rather than read (file uploads) limits of their own.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        max_bytes: int,
-        upload_paths: frozenset[str] = frozenset(),
-        max_upload_bytes: int = 0,
-    ) -> None:
-        """``upload_paths`` take multipart uploads, which have their own (larger) limit."""
+    def __init__(self, app: ASGIApp, max_bytes: int, streamed: Sequence[tuple[re.Pattern[str], int]] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.upload_paths = upload_paths
-        self.max_upload_bytes = max_upload_bytes
+        self.streamed = streamed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            limit = self.max_upload_bytes if scope["path"] in self.upload_paths else self.max_bytes
             for name, value in scope["headers"]:
-                if name == b"content-length" and value.isdigit() and int(value) > limit:
-                    await self._refuse(send, limit)
-                    return
+                if name == b"content-length" and value.isdigit():
+                    limit = self._limit(scope["path"])
+                    if int(value) > limit:
+                        await self._refuse(send, limit)
+                        return
         await self.app(scope, receive, send)
+
+    def _limit(self, path: str) -> int:
+        for pattern, limit in self.streamed:
+            if pattern.match(path):
+                return limit
+        return self.max_bytes
 
     async def _refuse(self, send: Send, limit: int) -> None:
         body = error_body(

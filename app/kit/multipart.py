@@ -1,135 +1,205 @@
-"""Multipart uploads that are read once, checked, and forwarded as they came.
+"""An incremental ``multipart/form-data`` reader that never holds a part's content.
 
-The body is written to a spooled temporary file (in memory up to ``SPOOL_IN_MEMORY`` bytes, on
-disk beyond) while a streaming parser picks out the text fields and measures the files. A
-gateway must see every field before it can price the call (``model`` or ``n`` may follow the
-file), so the upload is received in full before it is forwarded; it is never held in memory
-whole, and the bytes sent upstream are exactly the bytes the client sent.
+Fed the body chunk by chunk, it reports each part's headers as soon as they are complete and
+hands on part content as it arrives, keeping back only the few bytes that could be the start
+of the next delimiter. Memory stays at a chunk plus a header block, whatever the file's size,
+which is the point: uploads are relayed, not stored (Starlette's form parser spools files).
 """
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass
 
-import anyio
-from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import Request
-
-from app.errors import InvalidRequest, PayloadTooLarge
-
-SPOOL_IN_MEMORY = 1024 * 1024
-CHUNK = 64 * 1024
-# Text fields are small (a prompt, a model name); a larger one is refused rather than kept.
-MAX_FIELD_BYTES = 64 * 1024
-HEAD_BYTES = 64
+# RFC 2046 section 5.1.1: 1 to 70 characters from this set, not ending in a space.
+_BOUNDARY = re.compile(r"^[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]$")
+_PARAM = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
+MAX_HEADER_BYTES = 16 * 1024
+# Bytes allowed before the first delimiter and after the last one; clients send none.
+MAX_FRAMING_BYTES = 64 * 1024
 
 
-@dataclass(slots=True)
-class UploadedFile:
-    field: str
-    filename: str
-    size: int = 0
-    head: bytes = b""  # the first bytes, enough to read a WAV header
+class MultipartError(ValueError):
+    """The body is not well-formed multipart/form-data."""
 
 
-@dataclass(slots=True)
-class Upload:
-    content_type: str  # the client's header, boundary included
-    size: int
-    fields: dict[str, str]
-    files: list[UploadedFile]
-    spool: tempfile.SpooledTemporaryFile[bytes] = field(repr=False)
+@dataclass(frozen=True, slots=True)
+class PartHeaders:
+    name: str
+    filename: str | None
+    content_type: str | None
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The body as received, read in pieces (off the event loop once it is on disk)."""
-        self.spool.seek(0)
-        while piece := await anyio.to_thread.run_sync(self.spool.read, CHUNK):
-            yield piece
+
+@dataclass(frozen=True, slots=True)
+class PartStart:
+    headers: PartHeaders
+
+
+@dataclass(frozen=True, slots=True)
+class PartData:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PartEnd:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class BodyEnd:
+    """The closing delimiter: nothing that follows it is content."""
+
+
+Event = PartStart | PartData | PartEnd | BodyEnd
+
+_PREAMBLE, _HEADERS, _CONTENT, _AFTER_DELIMITER, _EPILOGUE = range(5)
+
+
+def form_boundary(content_type: str | None) -> str:
+    """The boundary of a ``multipart/form-data`` Content-Type, or MultipartError."""
+    media_type, _, rest = (content_type or "").partition(";")
+    if media_type.strip().lower() != "multipart/form-data":
+        raise MultipartError("The request must be multipart/form-data.")
+    boundary = header_params(rest).get("boundary")
+    if boundary is None or not _BOUNDARY.match(boundary):
+        raise MultipartError("The multipart/form-data Content-Type has no valid boundary.")
+    return boundary
+
+
+def header_params(text: str) -> dict[str, str]:
+    """``; name="value"; other=value`` parameters, names lower-cased, quotes and escapes removed."""
+    params: dict[str, str] = {}
+    for match in _PARAM.finditer(text if text.startswith(";") else ";" + text):
+        value = match.group(2).strip()
+        if value.startswith('"'):
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        params[match.group(1).lower()] = value
+    return params
+
+
+class MultipartReader:
+    def __init__(self, boundary: str) -> None:
+        # Every delimiter is CRLF "--" boundary; the body's first one has no CRLF before it,
+        # so one is assumed to make the first look like the rest.
+        self._delimiter = b"\r\n--" + boundary.encode("ascii")
+        self._buffer = bytearray(b"\r\n")
+        self._state = _PREAMBLE
+        self._framing = 0
+
+    @property
+    def done(self) -> bool:
+        return self._state == _EPILOGUE
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        self._buffer += chunk
+        events: list[Event] = []
+        while self._step(events):
+            pass
+        return events
 
     def close(self) -> None:
-        self.spool.close()
+        """The body has ended: it must have ended with the closing delimiter."""
+        if self._state != _EPILOGUE:
+            raise MultipartError("The multipart body ended before its closing boundary.")
+
+    def _step(self, events: list[Event]) -> bool:
+        """Advances by one state transition; False when more input is needed."""
+        if self._state == _PREAMBLE:
+            return self._skip_preamble()
+        if self._state == _HEADERS:
+            return self._read_headers(events)
+        if self._state == _CONTENT:
+            return self._read_content(events)
+        if self._state == _AFTER_DELIMITER:
+            return self._after_delimiter(events)
+        self._count_framing(len(self._buffer))
+        self._buffer.clear()
+        return False
+
+    def _skip_preamble(self) -> bool:
+        at = self._buffer.find(self._delimiter)
+        if at < 0:
+            keep = len(self._delimiter) - 1
+            self._count_framing(max(len(self._buffer) - keep, 0))
+            del self._buffer[: max(len(self._buffer) - keep, 0)]
+            return False
+        self._count_framing(at)
+        del self._buffer[: at + len(self._delimiter)]
+        self._state = _AFTER_DELIMITER
+        return True
+
+    def _after_delimiter(self, events: list[Event]) -> bool:
+        if len(self._buffer) < 2:
+            return False
+        if self._buffer[:2] == b"--":
+            del self._buffer[:2]
+            events.append(BodyEnd())
+            self._state = _EPILOGUE
+            return True
+        # Transport padding (spaces or tabs) may follow a delimiter before its CRLF.
+        end = self._buffer.find(b"\r\n")
+        if end < 0:
+            if len(self._buffer) > 256:
+                raise MultipartError("Malformed multipart delimiter line.")
+            return False
+        if self._buffer[:end].strip(b" \t"):
+            raise MultipartError("Malformed multipart delimiter line.")
+        del self._buffer[: end + 2]
+        self._state = _HEADERS
+        return True
+
+    def _read_headers(self, events: list[Event]) -> bool:
+        end = self._buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._buffer) > MAX_HEADER_BYTES:
+                raise MultipartError("A multipart part's headers are too long.")
+            return False
+        if end > MAX_HEADER_BYTES:
+            raise MultipartError("A multipart part's headers are too long.")
+        block = bytes(self._buffer[:end])
+        del self._buffer[: end + 4]
+        events.append(PartStart(_parse_part_headers(block)))
+        self._state = _CONTENT
+        return True
+
+    def _read_content(self, events: list[Event]) -> bool:
+        at = self._buffer.find(self._delimiter)
+        if at < 0:
+            # Hand on all but what could be the start of a delimiter split across chunks.
+            safe = len(self._buffer) - len(self._delimiter) + 1
+            if safe > 0:
+                events.append(PartData(bytes(self._buffer[:safe])))
+                del self._buffer[:safe]
+            return False
+        if at:
+            events.append(PartData(bytes(self._buffer[:at])))
+        del self._buffer[: at + len(self._delimiter)]
+        events.append(PartEnd())
+        self._state = _AFTER_DELIMITER
+        return True
+
+    def _count_framing(self, size: int) -> None:
+        self._framing += size
+        if self._framing > MAX_FRAMING_BYTES:
+            raise MultipartError("The multipart body has too much data outside its parts.")
 
 
-class _Parts:
-    """python-multipart callbacks: collects text fields, measures files."""
-
-    def __init__(self) -> None:
-        self.fields: dict[str, str] = {}
-        self.files: list[UploadedFile] = []
-        self._header_name = b""
-        self._headers: dict[bytes, bytes] = {}
-        self._data = bytearray()
-        self._file: UploadedFile | None = None
-        self._name = ""
-
-    def callbacks(self) -> dict[str, object]:
-        return {
-            "on_part_begin": self._begin,
-            "on_header_field": lambda d, s, e: self._set_header_name(d[s:e]),
-            "on_header_value": lambda d, s, e: self._add_header_value(d[s:e]),
-            "on_headers_finished": self._headers_done,
-            "on_part_data": self._part_data,
-            "on_part_end": self._end,
-        }
-
-    def _begin(self) -> None:
-        self._headers, self._data, self._file, self._header_name = {}, bytearray(), None, b""
-
-    def _set_header_name(self, name: bytes) -> None:
-        self._header_name = name.lower()
-
-    def _add_header_value(self, value: bytes) -> None:
-        self._headers[self._header_name] = self._headers.get(self._header_name, b"") + value
-
-    def _headers_done(self) -> None:
-        _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
-        self._name = options.get(b"name", b"").decode("utf-8", "replace")
-        if b"filename" in options:
-            self._file = UploadedFile(self._name, options[b"filename"].decode("utf-8", "replace"))
-            self.files.append(self._file)
-
-    def _part_data(self, data: bytes, start: int, end: int) -> None:
-        if self._file is not None:
-            if len(self._file.head) < HEAD_BYTES:
-                self._file.head += data[start : min(end, start + HEAD_BYTES - len(self._file.head))]
-            self._file.size += end - start
-            return
-        self._data += data[start:end]
-        if len(self._data) > MAX_FIELD_BYTES:
-            raise InvalidRequest(f"The form field '{self._name}' is too large.", param=self._name)
-
-    def _end(self) -> None:
-        if self._file is None:
-            self.fields[self._name] = self._data.decode("utf-8", "replace")
-
-
-async def read_upload(request: Request, limit: int) -> Upload:
-    """Receives a multipart/form-data body; refuses (413) as soon as it passes ``limit``."""
-    header = request.headers.get("content-type", "")
-    kind, options = parse_options_header(header)
-    boundary = options.get(b"boundary")
-    if kind != b"multipart/form-data" or not boundary:
-        raise InvalidRequest("This endpoint takes a multipart/form-data body.", code="invalid_content_type")
-    parts = _Parts()
-    parser = MultipartParser(boundary, parts.callbacks())  # type: ignore[arg-type]
-    # Closed by the caller (Upload.close) once the upload has been forwarded, or below on failure.
-    spool: tempfile.SpooledTemporaryFile[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
-    size = 0
+def _parse_part_headers(block: bytes) -> PartHeaders:
     try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"The upload is larger than the {limit} byte limit.")
-            await anyio.to_thread.run_sync(spool.write, chunk)
-            parser.write(chunk)
-        parser.finalize()
-    except MultipartParseError as exc:
-        spool.close()
-        raise InvalidRequest("The multipart body could not be parsed.", code="invalid_multipart") from exc
-    except BaseException:
-        spool.close()
-        raise
-    return Upload(header, size, parts.fields, parts.files, spool)
+        text = block.decode("utf-8")
+    except UnicodeDecodeError:
+        text = block.decode("latin-1")
+    headers: dict[str, str] = {}
+    for line in text.split("\r\n"):
+        name, colon, value = line.partition(":")
+        if not colon or not name.strip():
+            raise MultipartError("Malformed multipart part header.")
+        headers[name.strip().lower()] = value.strip()
+    disposition = headers.get("content-disposition")
+    kind, _, rest = (disposition or "").partition(";")
+    if kind.strip().lower() != "form-data":
+        raise MultipartError("Every multipart part needs 'Content-Disposition: form-data'.")
+    params = header_params(rest)
+    if "name" not in params:
+        raise MultipartError("A multipart part has no field name.")
+    return PartHeaders(name=params["name"], filename=params.get("filename"), content_type=headers.get("content-type"))

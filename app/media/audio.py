@@ -27,7 +27,7 @@ from starlette.responses import Response
 from app.errors import InvalidRequest
 from app.gateway.service import CallContext
 from app.gateway.streaming import RelayResult, SSERelay
-from app.kit.multipart import Upload, UploadedFile
+from app.kit.spooled_form import Upload, UploadedFile
 from app.kit.tokens import count_text
 from app.media.relay import ByteRelay
 from app.media.schemas import AudioUpload, SpeechRequest, parse_audio_upload, parse_speech

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from app.api_keys.dependencies import get_principal
 from app.gateway.dependencies import read_json_object
 from app.gateway.service import CallContext
-from app.kit.multipart import read_upload
+from app.kit.spooled_form import read_upload
 from app.media.audio import AudioCalls
 from app.media.images import ImageCalls
 

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from app.errors import InvalidRequest
 from app.gateway.service import CallContext
-from app.kit.multipart import Upload
+from app.kit.spooled_form import Upload
 from app.kit.tokens import count_text
 from app.media.pricing import IMAGE_OUTPUT_TOKENS
 from app.media.schemas import ImageRequest, parse_image

@@ -182,9 +182,11 @@ class MockPrelude:
             await self.app(scope, receive, send)
             return
         send = _with_openai_headers(send, f"req_mock_{next(self.request_ids)}", time.perf_counter())
-        raw = await _read_body(receive)
-        body = _parse_json(raw)
         headers = _header_dict(scope)
+        # File uploads are read by their route as they stream in, never held here.
+        streamed = headers.get("content-type", "").lower().startswith("multipart/")
+        raw = b"" if streamed else await _read_body(receive)
+        body = _parse_json(raw)
         self.requests.append(RecordedRequest(scope["method"], scope["path"], headers, body))
         controls = MockControls.from_body(body)
         scope.setdefault("state", {}).update(mock_body=body, mock_controls=controls)
@@ -195,7 +197,7 @@ class MockPrelude:
         if response is not None:
             await response(scope, receive, send)
             return
-        await self.app(scope, _replay(raw, receive), send)
+        await self.app(scope, receive if streamed else _replay(raw, receive), send)
 
     def _auth_error(self, authorization: str | None) -> Response | None:
         expected = self.api_key

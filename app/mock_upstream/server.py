@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.mock_upstream import conversations, media, responses
+from app.mock_upstream import conversations, files, media, responses
 from app.mock_upstream.chat import (
     StreamOptions,
     completion_payload,
@@ -110,6 +110,7 @@ def create_mock_app(config: MockConfig | None = None) -> Starlette:
         Route("/v1/conversations/{conversation_id}/items", conversations.list_items, methods=["GET"]),
         Route("/v1/conversations/{conversation_id}/items/{item_id}", conversations.retrieve_item, methods=["GET"]),
         Route("/v1/conversations/{conversation_id}/items/{item_id}", conversations.delete_item, methods=["DELETE"]),
+        *files.routes(),
     ]
     ids = _Ids()
     requests: list[RecordedRequest] = []
@@ -132,6 +133,7 @@ def create_mock_app(config: MockConfig | None = None) -> Starlette:
     app.state.requests = requests
     app.state.open_streams = 0
     app.state.store = MockStore()
+    app.state.files = files.FileStore()
     return app
 
 
@@ -141,7 +143,10 @@ async def _preload_encodings(app: Starlette) -> AsyncIterator[None]:
     # the tight client timeouts that tests use.
     count_tokens("", "o200k_base")
     count_tokens("", "cl100k_base")
-    yield
+    try:
+        yield
+    finally:
+        app.state.files.close()
 
 
 def serve(host: str, port: int, config: MockConfig) -> None:

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, select
+
+from app.kit.pagination import PageParams, keyset_page
+from app.kit.repository import RepositoryBase
+from app.models import File
+
+
+class FileRepository(RepositoryBase[File]):
+    model = File
+
+    async def get_owned(self, file_id: str, user_id: str) -> File | None:
+        """Another user's file is as absent as an unknown one."""
+        return await self.get_one_or_none(select(File).where(File.id == file_id, File.user_id == user_id))
+
+    async def page(
+        self, user_id: str, page: PageParams, anchor: tuple[datetime, str] | None, purpose: str | None
+    ) -> tuple[Sequence[File], bool]:
+        statement = select(File).where(File.user_id == user_id)
+        if purpose is not None:
+            statement = statement.where(File.purpose == purpose)
+        return await keyset_page(self.session, statement, (File.created_at, File.id), page, anchor)
+
+    async def remove(self, file_id: str) -> None:
+        await self.session.execute(delete(File).where(File.id == file_id))
