@@ -120,48 +120,47 @@ class RelayResult:
         return "".join(parts)
 
 
-class SSERelay(Response):
-    """An ASGI response that relays an upstream SSE stream and then calls ``on_finish`` once.
+class UpstreamRelay(Response):
+    """An ASGI response that relays an upstream stream as it arrives, then reports once.
 
-    ``on_finish`` runs shielded from cancellation, so a disconnect cannot skip billing.
+    A client that goes away stops the relay, which closes the upstream stream at once. The
+    report runs exactly once, shielded from cancellation, so a disconnect cannot skip billing.
+    Subclasses say what goes out (``_relay``), under which headers, and what is reported.
     """
 
-    def __init__(  # Response.__init__ is skipped on purpose: there is no body to render.
-        self,
-        upstream: aiohttp.ClientResponse,
-        *,
-        keep_usage_event: bool,
-        headers: dict[str, str],
-        on_finish: Callable[[RelayResult], Awaitable[None]],
-        dialect: StreamDialect = CHAT,
-    ) -> None:
+    def __init__(self, upstream: aiohttp.ClientResponse, headers: dict[str, str]) -> None:
+        # Response.__init__ is skipped on purpose: there is no body to render.
         self.upstream = upstream
         self.status_code = 200
         self.background = None
-        self.keep_usage_event = keep_usage_event
         self.extra_headers = headers
-        self.on_finish = on_finish
-        self.result = RelayResult(dialect=dialect)
+        self.outcome = OUTCOME_COMPLETED
         self._complete = False
         self._finished = False
 
+    def _content_headers(self) -> list[tuple[bytes, bytes]]:
+        raise NotImplementedError
+
+    async def _relay(self, send: Send) -> None:
+        raise NotImplementedError
+
+    async def _report(self) -> None:
+        raise NotImplementedError
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        raw_headers = [
-            (b"content-type", b"text/event-stream; charset=utf-8"),
-            (b"cache-control", b"no-cache"),
-        ]
-        raw_headers += [(k.encode(), v.encode()) for k, v in self.extra_headers.items()]
+        raw_headers = self._content_headers() + [(k.encode(), v.encode()) for k, v in self.extra_headers.items()]
         try:
             await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._watch_disconnect, receive, tg.cancel_scope)
                 await self._relay(send)
+                self._complete = True
                 tg.cancel_scope.cancel()
-            # Settled before the stream ends: a client that saw the end can read its own usage.
+            # Reported before the stream ends: a client that saw the end can read its own usage.
             await self._finish()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:
-            self.result.outcome = OUTCOME_DISCONNECTED
+            self.outcome = OUTCOME_DISCONNECTED
         finally:
             with anyio.CancelScope(shield=True):
                 await self._finish()
@@ -170,20 +169,45 @@ class SSERelay(Response):
         if self._finished:
             return
         self._finished = True
-        if self.result.outcome == OUTCOME_COMPLETED:
+        if self.outcome == OUTCOME_COMPLETED:
             self.upstream.release()
         else:
             # Closing drops the connection: an unfinished upstream stream stops at once.
             self.upstream.close()
-        await self.on_finish(self.result)
+        await self._report()
 
     async def _watch_disconnect(self, receive: Receive, scope: anyio.CancelScope) -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
         # Servers also report a disconnect once the response is complete; only an earlier one counts.
         if not self._complete:
-            self.result.outcome = OUTCOME_DISCONNECTED
+            self.outcome = OUTCOME_DISCONNECTED
             scope.cancel()
+
+
+class SSERelay(UpstreamRelay):
+    """Relays an upstream SSE stream; ``on_finish`` gets what was relayed and the usage read."""
+
+    def __init__(
+        self,
+        upstream: aiohttp.ClientResponse,
+        *,
+        keep_usage_event: bool,
+        headers: dict[str, str],
+        on_finish: Callable[[RelayResult], Awaitable[None]],
+        dialect: StreamDialect = CHAT,
+    ) -> None:
+        super().__init__(upstream, headers)
+        self.keep_usage_event = keep_usage_event
+        self.on_finish = on_finish
+        self.result = RelayResult(dialect=dialect)
+
+    def _content_headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
+
+    async def _report(self) -> None:
+        self.result.outcome = self.outcome
+        await self.on_finish(self.result)
 
     async def _relay(self, send: Send) -> None:
         buffer = b""
@@ -198,11 +222,10 @@ class SSERelay(Response):
                 self.result.relayed.append(buffer)
                 await send({"type": "http.response.body", "body": buffer + b"\n\n", "more_body": True})
         except UPSTREAM_IO_ERRORS:
-            self.result.outcome = OUTCOME_UPSTREAM_FAILED
+            self.outcome = OUTCOME_UPSTREAM_FAILED
             message = "The upstream stream failed before it completed."
             error = b"data: " + error_body(message, "server_error", code="upstream_stream_error") + b"\n\n"
             await send({"type": "http.response.body", "body": error, "more_body": True})
-        self._complete = True
 
     def _complete_events(self, buffer: bytes) -> tuple[bytes, bytes]:
         """Splits off the complete events in ``buffer``; returns (bytes to send, remainder)."""

@@ -9,6 +9,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.kit.db_types import JSONType, UTCDateTime
 from app.models.base import Base, TimestampMixin
 
+# A run in one of these states holds its thread: no other run, and no chat into the thread.
+UNFINISHED_STATUSES = ("queued", "in_progress", "requires_action", "cancelling")
+
 
 class ThreadRun(TimestampMixin, Base):
     """One execution of a thread with an assistant, through upstream chat completions."""

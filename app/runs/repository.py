@@ -8,6 +8,7 @@ from sqlalchemy import select, update
 from app.kit.pagination import PageParams, keyset_page
 from app.kit.repository import RepositoryBase
 from app.models import ThreadRun
+from app.models.thread_run import UNFINISHED_STATUSES
 
 
 class RunRepository(RepositoryBase[ThreadRun]):
@@ -22,7 +23,7 @@ class RunRepository(RepositoryBase[ThreadRun]):
     async def active_on(self, thread_id: str) -> ThreadRun | None:
         statement = select(ThreadRun).where(
             ThreadRun.thread_id == thread_id,
-            ThreadRun.status.in_(("queued", "in_progress", "requires_action", "cancelling")),
+            ThreadRun.status.in_(UNFINISHED_STATUSES),
         )
         return await self.get_one_or_none(statement.limit(1))
 
@@ -33,7 +34,7 @@ class RunRepository(RepositoryBase[ThreadRun]):
             update(ThreadRun)
             .where(
                 ThreadRun.thread_id == thread_id,
-                ThreadRun.status.in_(("queued", "in_progress", "requires_action", "cancelling")),
+                ThreadRun.status.in_(UNFINISHED_STATUSES),
                 ThreadRun.expires_at < now,
             )
             .values(status="expired", required_action=None)

@@ -34,7 +34,8 @@ from app.threads.schemas import ThreadCreate
 from app.usage.pricing import TokenUsage
 
 RUN_TTL = timedelta(minutes=10)
-ACTIVE = frozenset({"queued", "in_progress", "requires_action"})
+# A run mid-call is "cancelling" already; one in these states can still be cancelled.
+CANCELLABLE = frozenset({"queued", "in_progress", "requires_action"})
 
 
 def run_not_found(run_id: str) -> NotFound:
@@ -124,7 +125,7 @@ class RunExecutor:
     async def cancel(self, principal: Principal, thread_id: str, run_id: str) -> ThreadRun:
         async with self.sessionmaker.begin() as session:
             run = await get_run(session, principal, thread_id, run_id)
-            if run.status not in ACTIVE:
+            if run.status not in CANCELLABLE:
                 raise Conflict(f"Cannot cancel run {run_id}: it is already {run.status}.")
             # A run mid-call is finished by its executor, which sees the request and stops there.
             run.status = "cancelling" if run.status == "in_progress" else "cancelled"

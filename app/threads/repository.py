@@ -9,6 +9,7 @@ from app.kit.db_types import utcnow
 from app.kit.pagination import PageParams, keyset_page
 from app.kit.repository import RepositoryBase
 from app.models import Thread, ThreadMessage, ThreadRun
+from app.models.thread_run import UNFINISHED_STATUSES
 
 
 class ThreadRepository(RepositoryBase[Thread]):
@@ -29,7 +30,7 @@ class ThreadRepository(RepositoryBase[Thread]):
     async def has_active_run(self, thread_id: str) -> bool:
         statement = select(ThreadRun.id).where(
             ThreadRun.thread_id == thread_id,
-            ThreadRun.status.in_(("queued", "in_progress", "requires_action", "cancelling")),
+            ThreadRun.status.in_(UNFINISHED_STATUSES),
             ThreadRun.expires_at > utcnow(),
         )
         return (await self.session.execute(statement.limit(1))).first() is not None
