@@ -46,6 +46,8 @@ _SSE = {"content-type": "application/json", "accept": "text/event-stream"}
 DEFAULT_UPSTREAM = "default"
 # What a broken upstream connection looks like while a body is read.
 UPSTREAM_IO_ERRORS = (aiohttp.ClientError, TimeoutError)
+# A connection upstream closed under a request before answering; not a refused or timed-out connect.
+_STALE_CONNECTION_ERRORS = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,12 +193,13 @@ class Upstream:
         candidates = self.candidates(model)
         if body is not None and not isinstance(body, bytes):
             candidates = candidates[:1]  # a streamed body can be sent once: no failover for uploads
+        replayable = body is None or isinstance(body, bytes)
         for target in candidates:
             # Paths are built from literals and quoted ids: tell yarl not to re-quote them.
             url = URL(target.base_url + path, encoded=True)
             sent = {**(headers or {}), "authorization": target.authorization}
             try:
-                response = await self.session.request(method, url, data=body, headers=sent)
+                response = await self._send(method, url, body, sent, replayable)
             except UPSTREAM_IO_ERRORS as exc:
                 failure = _transport_error(exc, target.name)
                 continue
@@ -212,6 +215,30 @@ class Upstream:
             if response.status != 429 and response.status < 500:
                 break
         raise failure
+
+    async def _send(
+        self,
+        method: str,
+        url: URL,
+        body: bytes | AsyncIterable[bytes] | None,
+        headers: Mapping[str, str],
+        replayable: bool,
+    ) -> aiohttp.ClientResponse:
+        """One request, sent again once on a fresh connection when a pooled one turns out to
+        have been closed by upstream before any answer came: servers close idle keep-alive
+        connections on their own clock (uvicorn, under vLLM and llama.cpp proxies, after 5 s),
+        and a request written just as the close arrives is lost without being read. aiohttp
+        retries that only for idempotent methods; a POST whose body can be sent again is retried
+        here, as the official SDKs retry connection errors."""
+        try:
+            return await self.session.request(method, url, data=body, headers=headers)
+        except aiohttp.ClientConnectorError:
+            raise  # no connection was made: nothing stale to replace
+        except _STALE_CONNECTION_ERRORS as exc:
+            if not replayable:
+                raise
+            log.info("upstream closed a pooled connection (%s); sending again", type(exc).__name__)
+            return await self.session.request(method, url, data=body, headers=headers)
 
 
 def _transport_error(exc: BaseException, target: str = DEFAULT_UPSTREAM) -> GatewayError:
