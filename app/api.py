@@ -4,6 +4,7 @@ from app.accounts.endpoints import router as accounts_router
 from app.api_keys.endpoints import me_router
 from app.api_keys.endpoints import router as keys_router
 from app.assistants.endpoints import router as assistants_router
+from app.audit.endpoints import router as audit_router
 from app.budgets.endpoints import router as budgets_router
 from app.conversations.endpoints import router as conversations_router
 from app.files.endpoints import router as files_router
@@ -41,4 +42,5 @@ routers: list[APIRouter] = [
     budgets_router,
     ratelimits_router,
     upstreams_router,
+    audit_router,
 ]

@@ -2,6 +2,7 @@
 
 from app.models.api_key import ApiKey
 from app.models.assistant import Assistant
+from app.models.audit_event import AuditEvent
 from app.models.base import Base
 from app.models.budget import Budget
 from app.models.budget_lease import BudgetLease
@@ -21,6 +22,7 @@ from app.models.user import User
 __all__ = [
     "ApiKey",
     "Assistant",
+    "AuditEvent",
     "Base",
     "Budget",
     "BudgetLease",
