@@ -112,7 +112,8 @@ class UploadService:
         reply = await self.upstream.request("POST", _path(row.id) + "/complete", raw)
         upload = parse_upstream(UpstreamUpload, reply.content)
         if upload.file is not None:
-            # The file is the upload's owner's, also when an admin completed it for them.
+            # The upload's owner's, also when an admin completed it for them (the admin's own when
+            # the upload was made outside Tollgate and nobody is known to own it).
             await self.files.own(row.owner_id or principal.user_id, upload.file)
         await self._set_status(upload)
         log.info("upload %s completed as file %s", upload.id, upload.file.id if upload.file else None)

@@ -7,13 +7,16 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.accounts import service as accounts
 from app.accounts.schemas import UserCreate
+from app.api_keys import service
 from app.audit.schemas import CLI
-from app.models import AuditEvent, User
+from app.kit.crypto import hash_api_key
+from app.models import ApiKey, AuditEvent, User
 from tests.audit.helpers import audit_rows, new_admin, summary
 from tests.fixtures.live_server import LiveServer
 from tests.fixtures.servers import UPSTREAM_KEY, Admin, Tenant
@@ -197,3 +200,30 @@ async def test_secrets_never_reach_the_trail(
     )
     for secret in (key["key"], tenant.token, support.token, UPSTREAM_KEY):
         assert secret not in every_row
+
+
+async def test_bootstrap_changes_are_recorded_as_the_system(db_session: AsyncSession) -> None:
+    secret = b"audit-test-secret"
+    await service.ensure_admin(db_session, secret, "tg-env-audit-one-0000000000")
+    await service.ensure_admin(db_session, secret, "tg-env-audit-one-0000000000")  # idempotent: nothing new
+    await service.ensure_admin(db_session, secret, "tg-env-audit-two-0000000000")  # rotation
+    keys = {}
+    for token in ("tg-env-audit-one-0000000000", "tg-env-audit-two-0000000000"):
+        digest = hash_api_key(token, secret)
+        keys[token] = (await db_session.execute(select(ApiKey.id).where(ApiKey.digest == digest))).scalar_one()
+
+    async def trail(key_id: str) -> list[tuple[str, str]]:
+        statement = select(AuditEvent).where(AuditEvent.target_id == key_id).order_by(AuditEvent.created_at)
+        return [(e.action, e.source) for e in (await db_session.execute(statement)).scalars()]
+
+    assert await trail(keys["tg-env-audit-one-0000000000"]) == [("key.created", "system"), ("key.revoked", "system")]
+    assert await trail(keys["tg-env-audit-two-0000000000"]) == [("key.created", "system")]
+
+
+async def test_the_trail_refuses_updates_and_deletes(db_session: AsyncSession) -> None:
+    await accounts.create_user(db_session, UserCreate(name="append-only"), CLI)
+    await db_session.flush()
+    for statement in (update(AuditEvent).values(action="user.deleted"), delete(AuditEvent)):
+        with pytest.raises(DBAPIError, match="append-only"):
+            async with db_session.begin_nested():
+                await db_session.execute(statement)
