@@ -23,7 +23,7 @@ def list_events(
     owner: Annotated[str | None, typer.Option(help="User the target belongs to (id or name).")] = None,
     target_type: Annotated[str | None, typer.Option(help="e.g. file, budget, api_key.")] = None,
     target_id: Annotated[str | None, typer.Option()] = None,
-    since: Annotated[datetime | None, typer.Option(help="ISO timestamp (UTC if no offset).")] = None,
+    since: Annotated[str | None, typer.Option(help="ISO-8601 timestamp, e.g. 2026-12-01T00:00:00Z.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=100)] = 20,
     after: Annotated[str | None, typer.Option(help="Page on from this event id (older events).")] = None,
     as_json: JsonFlag = False,
@@ -36,5 +36,13 @@ def list_events(
     emit([AuditEvent.model_validate(r) for r in rows], as_json, COLUMNS)
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+def _utc(value: str | None) -> datetime | None:
+    """An ISO-8601 timestamp; one without an offset is taken as UTC."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        typer.secho(f"Error: --since: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from exc
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
