@@ -13,6 +13,7 @@ from app.models.team import Team
 from app.models.thread import Thread
 from app.models.thread_message import ThreadMessage
 from app.models.thread_run import ThreadRun
+from app.models.thread_run_step import ThreadRunStep
 from app.models.upload import Upload
 from app.models.upstream_target import UpstreamTargetRow
 from app.models.usage_record import UsageRecord
@@ -32,6 +33,7 @@ __all__ = [
     "Thread",
     "ThreadMessage",
     "ThreadRun",
+    "ThreadRunStep",
     "Upload",
     "UpstreamTargetRow",
     "UsageRecord",
