@@ -71,6 +71,8 @@ class UpstreamSettings(BaseSettings):
     connect_timeout_s: float = Field(default=5.0, gt=0)
     read_timeout_s: float = Field(default=600.0, gt=0)
     max_connections: int = Field(default=200, ge=1)
+    # A JSON answer larger than this is not read into memory (a large embeddings batch is ~100 MiB).
+    max_response_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
 
     @field_validator("base_url")
     @classmethod

@@ -190,6 +190,10 @@ class SpendService:
         session.add(_lease(principal, request_id, estimate, ids, amount, cap, now, self.settings.lease_ttl_s))
         return Reservation(request_id, ids, amount, cap if estimate.has_output else None)
 
+    def worst_case(self, estimate: Estimate) -> int:
+        """The most a call can cost with no budget lowering its output cap."""
+        return self._worst_case(estimate, self.output_ceiling(estimate) if estimate.has_output else 0)
+
     def _worst_case(self, estimate: Estimate, cap: int) -> int:
         if estimate.fixed_micros is not None:
             return estimate.fixed_micros
