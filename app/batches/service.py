@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
+import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.responses import Response
 
@@ -77,13 +78,16 @@ class Batches:
         micros = self.settler.cost_micros(tally.model, tokens)
         estimate = Estimate.fixed(tally.model, BATCH_ENDPOINT, micros, tally.prompt_tokens)
         reservation = await self.spend.reserve(ctx.principal, ctx.request_id, estimate)
-        try:
-            reply = await self.upstream.request("POST", "/batches", raw)
-            created = upstream_object(reply.content)
-        except GatewayError as exc:
-            self._release(ctx, reservation, tally.model, exc.status_code, exc.code)
-            raise
-        await self._record(ctx, reservation, tally.model, req, created)
+        # Shielded: a batch created upstream must get its owner row and long lease even if the
+        # client hangs up meanwhile, or it would run (and bill) with nobody to settle it.
+        with anyio.CancelScope(shield=True):
+            try:
+                reply = await self.upstream.request("POST", "/batches", raw)
+                created = upstream_object(reply.content)
+            except GatewayError as exc:
+                self._release(ctx, reservation, tally.model, exc.status_code, exc.code)
+                raise
+            await self._record(ctx, reservation, tally.model, req, created)
         log.info("batch %s created: %d requests, %d micro-dollars reserved", created["id"], tally.requests, micros)
         return relay(reply)
 

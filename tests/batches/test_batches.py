@@ -243,8 +243,20 @@ async def test_other_users_batches_and_files_are_404(
         (TWO_LINES, "user_data", "/v1/chat/completions", "purpose 'batch'"),
         (TWO_LINES, "batch", "/v1/images/generations", "/v1/images/generations"),
         (b"\n\n", "batch", "/v1/chat/completions", "no requests"),
+        (_jsonl({**_line("a"), "body": {"model": "mystery-model", "messages": []}}), "batch", None, "no price"),
+        (_jsonl(_line("a", 0)), "batch", None, "Line 1 of the input file has an output cap"),
     ],
-    ids=["malformed-json", "wrong-url", "duplicate-id", "two-models", "wrong-purpose", "bad-endpoint", "empty"],
+    ids=[
+        "malformed-json",
+        "wrong-url",
+        "duplicate-id",
+        "two-models",
+        "wrong-purpose",
+        "bad-endpoint",
+        "empty",
+        "unpriced-model",
+        "zero-cap",
+    ],
 )
 async def test_bad_input_is_refused_and_writes_nothing(
     tollgate: LiveServer,
@@ -272,3 +284,17 @@ async def test_bad_input_is_refused_and_writes_nothing(
     assert await _batch_rows(engine, tenant.user_id) == []
     assert await usage_rows(engine, tenant.key_id) == []
     assert (await admin.budget_state(budget))["reserved_micros"] == 0
+
+
+async def test_a_model_the_key_may_not_use_is_404(
+    tollgate: LiveServer, admin: Admin, engine: AsyncEngine, mock_app: Starlette
+) -> None:
+    limited = await admin.tenant(models=["gpt-4o-mini"])
+    client = limited.client(tollgate.url)
+    file_id = await _batch_file(client)
+    before = len(getattr(mock_app.state, "batches", {}))
+    with pytest.raises(openai.NotFoundError) as caught:
+        await _create(client, file_id)
+    assert caught.value.code == "model_not_found"
+    assert len(getattr(mock_app.state, "batches", {})) == before
+    assert await _batch_rows(engine, limited.user_id) == []
