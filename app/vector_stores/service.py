@@ -25,6 +25,7 @@ from app.files.repository import FileRepository
 from app.files.service import file_not_found
 from app.gateway.upstream import Reply, Upstream, forward_query, path_id
 from app.kit.pagination import PageParams, cursor_anchor
+from app.kit.schemas import Deleted
 from app.models import VectorStore
 from app.vector_stores.repository import VectorStoreRepository
 from app.vector_stores.schemas import MAX_BATCH_FILES, file_ids_of, list_of, upstream_object, usage_bytes_of
@@ -114,11 +115,15 @@ class VectorStores:
 
     async def delete(self, principal: Principal, store_id: str) -> Response:
         path = await self.owned(principal, store_id)
-        reply = await self.upstream.request("DELETE", path)
+        try:
+            content = (await self.upstream.request("DELETE", path)).content
+        except NotFound:
+            # Already gone upstream (expired by its expires_after): the owner row is all that is left.
+            content = Deleted(id=store_id, object="vector_store.deleted").model_dump_json().encode()
         async with self.sessionmaker.begin() as session:
             await VectorStoreRepository(session).remove(store_id)
         log.info("vector store %s deleted", store_id)
-        return relay(reply)
+        return Response(content, media_type="application/json")
 
     async def search(self, principal: Principal, store_id: str, raw: bytes) -> Response:
         """Not billed by OpenAI on its own (file_search tool calls are, in the call that uses it)."""

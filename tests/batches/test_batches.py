@@ -18,9 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
 from app.config import BatchSettings, Settings
+from app.db import create_sessionmaker
 from app.kit.db_types import utcnow
 from app.main import create_app
 from app.models import Batch, BudgetLease, File
+from app.spend.service import SpendService
+from app.usage.pricing import PriceBook
 from tests.fixtures.live_server import LiveServer
 from tests.fixtures.servers import PRICED_MODEL, Admin, Tenant, usage_rows
 
@@ -70,7 +73,7 @@ async def _batch_rows(engine: AsyncEngine, user_id: str) -> list[Batch]:
 
 
 async def test_reserved_at_batch_prices_then_settled_from_the_output_file(
-    tollgate: LiveServer, admin: Admin, tenant: Tenant, engine: AsyncEngine
+    tollgate: LiveServer, settings: Settings, admin: Admin, tenant: Tenant, engine: AsyncEngine
 ) -> None:
     budget = await admin.budget("user", tenant.user_id, "10")
     client = tenant.client(tollgate.url)
@@ -82,7 +85,11 @@ async def test_reserved_at_batch_prices_then_settled_from_the_output_file(
         lease = (await conn.execute(select(BudgetLease.__table__).where(BudgetLease.api_key_id == tenant.key_id))).one()
     # The lease lives as long as the batch (24 h window plus the grace), not a request's minute.
     assert lease.expires_at > utcnow() + timedelta(hours=24)
+    # The reaper (any replica's) leaves it alone: nothing is charged early.
+    reaper = SpendService(create_sessionmaker(engine), PriceBook({}), settings.spend)
+    await reaper.reap_once()
     assert await usage_rows(engine, tenant.key_id) == []
+    assert (await admin.budget_state(budget))["reserved_micros"] == TWO_LINES_RESERVED
 
     assert (await client.batches.retrieve(batch.id)).status == "in_progress"
     done = await client.batches.retrieve(batch.id)
@@ -124,6 +131,48 @@ async def test_the_poller_settles_a_batch_nobody_retrieves(
         owner = await conn.scalar(select(File.user_id).where(File.id == stored.snapshot["output_file_id"]))
     assert owner == tenant.user_id
     assert row.cost_micros == _output_cost(output)[2]
+
+
+async def test_clients_retrieving_at_once_settle_a_batch_once(
+    tollgate: LiveServer, admin: Admin, tenant: Tenant, engine: AsyncEngine
+) -> None:
+    budget = await admin.budget("user", tenant.user_id, "10")
+    clients = [tenant.client(tollgate.url) for _ in range(6)]
+    batch = await _create(clients[0], await _batch_file(clients[0]))
+    await clients[0].batches.retrieve(batch.id)  # in progress; the next look finishes it
+    seen = await asyncio.gather(*(c.batches.retrieve(batch.id) for c in clients))
+    assert {b.status for b in seen} == {"completed"}
+    [row] = await usage_rows(engine, tenant.key_id)
+    state = await admin.budget_state(budget)
+    assert (state["spent_micros"], state["reserved_micros"]) == (row.cost_micros, 0)
+
+
+async def test_an_embeddings_batch_is_billed_for_its_input_only(
+    tollgate: LiveServer, admin: Admin, tenant: Tenant, engine: AsyncEngine
+) -> None:
+    budget = await admin.budget("user", tenant.user_id, "10")
+    client = tenant.client(tollgate.url)
+    lines = [
+        {
+            "custom_id": f"e{i}",
+            "method": "POST",
+            "url": "/v1/embeddings",
+            "body": {"model": PRICED_MODEL, "input": text},
+        }
+        for i, text in enumerate(["hello world", "the quick brown fox"])
+    ]
+    file_id = await _batch_file(client, _jsonl(*lines))
+    batch = await client.batches.create(input_file_id=file_id, endpoint="/v1/embeddings", completion_window="24h")
+    # o200k: "hello world" is 2 tokens, "the quick brown fox" 4: 6 x 2 micro-dollars, halved.
+    assert (await admin.budget_state(budget))["reserved_micros"] == 6
+    await client.batches.retrieve(batch.id)
+    done = await client.batches.retrieve(batch.id)
+    assert done.output_file_id is not None
+    output = (await client.files.content(done.output_file_id)).content
+    prompt = sum(json.loads(line)["response"]["body"]["usage"]["prompt_tokens"] for line in output.splitlines())
+    [row] = await usage_rows(engine, tenant.key_id)
+    assert (row.prompt_tokens, row.completion_tokens, row.cost_micros) == (prompt, 0, prompt)
+    assert (await admin.budget_state(budget))["spent_micros"] == prompt
 
 
 async def test_expired_and_cancelled_batches_bill_what_they_finished(
