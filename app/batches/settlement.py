@@ -52,11 +52,13 @@ class BatchRef:
     model: str
     endpoint: str
     created_at: datetime
+    settled: bool = False
 
     @classmethod
     def of(cls, row: Batch) -> BatchRef:
         payer = Payer(row.api_key_id, row.user_id, row.team_id)
-        return cls(row.id, row.user_id, payer, row.request_id, row.model, row.endpoint, row.created_at)
+        settled = row.settled_at is not None
+        return cls(row.id, row.user_id, payer, row.request_id, row.model, row.endpoint, row.created_at, settled)
 
 
 class BatchSettler:
@@ -135,6 +137,8 @@ class BatchSettler:
 
     async def settle_quietly(self, batch: BatchRef, obj: dict[str, Any]) -> None:
         """A client's retrieve settles a finished batch too, but never fails for it: the poller retries."""
+        if batch.settled:
+            return  # its output was read and charged already; nothing to look at again
         try:
             await self.observe(batch, obj)
         except (GatewayError, *DB_ERRORS) as exc:
