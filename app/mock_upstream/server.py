@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from app.mock_upstream import conversations, files, media, responses
+from app.mock_upstream import batches, conversations, files, media, responses, vector_stores
 from app.mock_upstream.chat import (
     StreamAbortedError,
     StreamOptions,
@@ -112,6 +112,8 @@ def create_mock_app(config: MockConfig | None = None) -> Starlette:
         Route("/v1/conversations/{conversation_id}/items/{item_id}", conversations.retrieve_item, methods=["GET"]),
         Route("/v1/conversations/{conversation_id}/items/{item_id}", conversations.delete_item, methods=["DELETE"]),
         *files.routes(),
+        *vector_stores.ROUTES,
+        *batches.ROUTES,
     ]
     ids = _Ids()
     requests: list[RecordedRequest] = []

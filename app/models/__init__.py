@@ -3,6 +3,7 @@
 from app.models.api_key import ApiKey
 from app.models.assistant import Assistant
 from app.models.base import Base
+from app.models.batch import Batch
 from app.models.budget import Budget
 from app.models.budget_lease import BudgetLease
 from app.models.conversation import Conversation
@@ -18,11 +19,13 @@ from app.models.upload import Upload
 from app.models.upstream_target import UpstreamTargetRow
 from app.models.usage_record import UsageRecord
 from app.models.user import User
+from app.models.vector_store import VectorStore
 
 __all__ = [
     "ApiKey",
     "Assistant",
     "Base",
+    "Batch",
     "Budget",
     "BudgetLease",
     "Conversation",
@@ -38,4 +41,5 @@ __all__ = [
     "UpstreamTargetRow",
     "UsageRecord",
     "User",
+    "VectorStore",
 ]
