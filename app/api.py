@@ -5,6 +5,7 @@ from app.api_keys.endpoints import me_router
 from app.api_keys.endpoints import router as keys_router
 from app.assistants.endpoints import router as assistants_router
 from app.audit.endpoints import router as audit_router
+from app.batches.endpoints import router as batches_router
 from app.budgets.endpoints import router as budgets_router
 from app.conversations.endpoints import router as conversations_router
 from app.files.endpoints import router as files_router
@@ -19,6 +20,7 @@ from app.threads.endpoints import admin_router as threads_admin_router
 from app.threads.endpoints import router as threads_router
 from app.uploads.endpoints import router as uploads_router
 from app.upstreams.endpoints import router as upstreams_router
+from app.vector_stores.endpoints import router as vector_stores_router
 
 # Included into the app one by one, the OpenAI routes first: FastAPI walks included routers on
 # every request, so a flat, hot-first list is measurably cheaper than one nested router. The
@@ -36,6 +38,8 @@ routers: list[APIRouter] = [
     runs_router,
     files_router,
     uploads_router,
+    vector_stores_router,
+    batches_router,
     accounts_router,
     threads_admin_router,
     keys_router,

@@ -71,6 +71,8 @@ class UpstreamSettings(BaseSettings):
     connect_timeout_s: float = Field(default=5.0, gt=0)
     read_timeout_s: float = Field(default=600.0, gt=0)
     max_connections: int = Field(default=200, ge=1)
+    # A JSON answer larger than this is not read into memory (a large embeddings batch is ~100 MiB).
+    max_response_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
 
     @field_validator("base_url")
     @classmethod
@@ -173,6 +175,29 @@ class FileSettings(BaseSettings):
     max_part_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
 
 
+class BatchSettings(BaseSettings):
+    model_config = SettingsConfigDict(**_BASE, env_prefix="TOLLGATE_BATCHES_")
+
+    # OpenAI's Batch API costs this much less than the same calls made one by one.
+    discount_percent: int = Field(default=50, ge=0, le=100)
+    # How often unfinished batches are looked up upstream (on every replica; settling is idempotent).
+    poll_interval_s: float = Field(default=60.0, gt=0)
+    # A batch's reservation is held until its own deadline plus this long (upstream finishes an
+    # expiring batch after its deadline); only then may the reaper charge it at the estimate.
+    settle_grace_s: float = Field(default=24 * 3600.0, ge=0)
+    # Input files are read line by line; one line (one request) may be this large.
+    max_line_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+
+
+class VectorStoreSettings(BaseSettings):
+    model_config = SettingsConfigDict(**_BASE, env_prefix="TOLLGATE_VECTOR_STORES_")
+
+    # Dollars per GB (10^9 bytes) per day of storage: OpenAI's list price, which an admin can change.
+    storage_price_per_gb_day: Decimal = Field(default=Decimal("0.10"), ge=0)
+    # How often the storage meter looks for stores not yet charged today.
+    storage_meter_interval_s: float = Field(default=3600.0, gt=0)
+
+
 class Settings(BaseModel):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
@@ -180,6 +205,8 @@ class Settings(BaseModel):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     spend: SpendSettings = Field(default_factory=SpendSettings)
     files: FileSettings = Field(default_factory=FileSettings)
+    batches: BatchSettings = Field(default_factory=BatchSettings)
+    vector_stores: VectorStoreSettings = Field(default_factory=VectorStoreSettings)
 
     @model_validator(mode="after")
     def _refuse_weak_secrets(self) -> Settings:

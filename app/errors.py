@@ -85,6 +85,11 @@ class UpstreamError(GatewayError):
     code = "upstream_error"
 
 
+class UpstreamAnswerLost(UpstreamError):
+    """Upstream took the call and answered 2xx, but the answer could not be read whole (cut off,
+    malformed, too large): upstream may have done, and billed, the work."""
+
+
 class UpstreamTimeout(UpstreamError):
     status_code = 504
     code = "upstream_timeout"

@@ -12,6 +12,8 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from app.api import routers
 from app.api_keys.service import Authenticator, ensure_admin, resolve_key_secret
+from app.batches.service import Batches
+from app.batches.settlement import BatchSettler
 from app.config import Settings, get_settings
 from app.conversations.service import Conversations
 from app.db import create_engine, create_money_pool, create_sessionmaker
@@ -42,6 +44,8 @@ from app.threads.service import ThreadChats
 from app.uploads.service import UploadService
 from app.upstreams.service import UpstreamDirectory
 from app.usage.pricing import PriceBook
+from app.vector_stores.service import VectorStores
+from app.vector_stores.storage import StorageMeter
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -91,11 +95,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.conversations = Conversations(upstream, sessionmaker)
         app.state.files = FileService(sessionmaker, upstream, settings.files)
         app.state.uploads = UploadService(sessionmaker, upstream, app.state.files, settings.files)
+        app.state.vector_stores = VectorStores(sessionmaker, upstream)
+        storage = StorageMeter(sessionmaker, upstream, spend, settings.vector_stores)
+        settler = BatchSettler(sessionmaker, upstream, spend, prices, settings.batches)
+        app.state.batches = Batches(sessionmaker, app.state.gateway, settler, settings)
         tasks = [
             asyncio.create_task(every(settings.spend.reaper_interval_s, spend.reap_once), name="lease-reaper"),
             asyncio.create_task(every(settings.spend.lease_ttl_s / 3, spend.heartbeat_once), name="lease-heartbeat"),
             asyncio.create_task(every(1.0, flush_logs), name="log-flush"),
             asyncio.create_task(every(settings.gateway.upstreams_refresh_s, directory.refresh), name="upstreams"),
+            asyncio.create_task(every(settings.batches.poll_interval_s, settler.poll_once), name="batch-poller"),
+            asyncio.create_task(
+                every(settings.vector_stores.storage_meter_interval_s, storage.run_once), name="storage-meter"
+            ),
         ]
         freeze_startup_heap()
         try:

@@ -28,3 +28,8 @@ class FileRepository(RepositoryBase[File]):
 
     async def remove(self, file_id: str) -> None:
         await self.session.execute(delete(File).where(File.id == file_id))
+
+    async def owned_ids(self, file_ids: Sequence[str], user_id: str) -> set[str]:
+        """Which of ``file_ids`` are the user's, in one query."""
+        statement = select(File.id).where(File.id.in_(set(file_ids)), File.user_id == user_id)
+        return set((await self.session.execute(statement)).scalars())

@@ -26,6 +26,7 @@ class Admission:
     limits: list[Limit] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
     upstream: str | None = None  # the upstream that answered, once one has
+    estimate: Estimate | None = None
 
 
 class Meter:
@@ -53,7 +54,14 @@ class Meter:
         except BaseException:
             await self.limiter.release(request_id, limits)
             raise
-        return Admission(principal, reservation, limits, headers)
+        return Admission(principal, reservation, limits, headers, estimate=estimate)
+
+    def worst_case(self, admission: Admission) -> int:
+        """The most the admitted call can cost: what is charged when upstream did the work but its
+        answer was lost. The reservation when a budget holds one, else the same arithmetic."""
+        if admission.reservation.budget_ids or admission.estimate is None:
+            return admission.reservation.amount
+        return self.spend.worst_case(admission.estimate)
 
     async def finish(self, admission: Admission, settlement: Settlement) -> None:
         try:

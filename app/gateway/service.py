@@ -18,7 +18,7 @@ import anyio
 from starlette.responses import Response
 
 from app.api_keys.schemas import Principal
-from app.errors import GatewayError, InvalidRequest, NotFound, UpstreamError
+from app.errors import GatewayError, InvalidRequest, NotFound, UpstreamAnswerLost, UpstreamError
 from app.gateway.metering import Admission, Meter
 from app.gateway.schemas import ChatRequest, parse_chat, parse_embeddings
 from app.gateway.streaming import OUTCOME_COMPLETED, OUTCOME_DISCONNECTED, ChunkStream, RelayResult, SSERelay
@@ -176,8 +176,18 @@ class Gateway:
             parsed = json.loads(response.content)
             block = parsed.get("usage")
         except (ValueError, AttributeError):
+            # A 200 upstream billed, whose usage cannot be read: the worst case is charged.
+            lost = 0 if free else self.meter.worst_case(admission)
             await self.settle(
-                ctx, admission, estimate(None), status.STATUS_UPSTREAM_ERROR, 502, upstream_id, "bad_json", cost=cost
+                ctx,
+                admission,
+                estimate(None),
+                status.STATUS_UPSTREAM_ERROR,
+                502,
+                upstream_id,
+                "bad_json",
+                source=False,
+                cost=lost,
             )
             raise UpstreamError("The upstream API returned a malformed response.") from None
         if isinstance(block, dict):
@@ -254,6 +264,20 @@ class Gateway:
     async def send(self, ctx: CallContext, admission: Admission, call: Awaitable[_R]) -> _R:
         try:
             answer = await call
+        except UpstreamAnswerLost as exc:
+            # Upstream took the call and may have billed it; without its usage the worst case is charged.
+            await self.settle(
+                ctx,
+                admission,
+                TokenUsage(),
+                status.STATUS_UPSTREAM_ERROR,
+                exc.status_code,
+                None,
+                exc.code,
+                source=False,
+                cost=self.meter.worst_case(admission),
+            )
+            raise
         except GatewayError as exc:
             # Nothing was billed upstream: settling at zero releases the reservation.
             await self.settle(

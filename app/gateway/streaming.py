@@ -3,9 +3,11 @@
 - The usage event, which Tollgate always asks for, is read for billing and dropped when the
   client did not ask for it itself.
 - A client that goes away stops the relay, which closes the upstream stream at once.
-- An upstream that breaks mid-stream yields one OpenAI-shaped error event.
+- An upstream that breaks mid-stream, or sends an event no client could read (a garbled or cut
+  event, or one past the size limit), yields one OpenAI-shaped error event and the relay stops.
 
-Per event the relay does a find and a regex scan; JSON is parsed only for the usage event.
+Per event the relay does a find, a regex scan and a look at the data's ends; JSON is parsed only
+for the usage event.
 What was relayed is kept as raw bytes and decoded only if tokens must be counted locally.
 """
 
@@ -29,6 +31,9 @@ from app.usage.pricing import TokenUsage
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')
 _EVENT_END = re.compile(rb"\r?\n\r?\n")
 _DONE = b"data: [DONE]"
+# No upstream event comes near this (a whole Responses ``response.completed`` is far smaller); a
+# buffer past it is an upstream that never ends its event.
+MAX_EVENT_BYTES = 16 * 1024 * 1024
 
 OUTCOME_COMPLETED = "completed"
 OUTCOME_DISCONNECTED = "client_disconnected"
@@ -214,30 +219,43 @@ class SSERelay(UpstreamRelay):
         try:
             async for chunk in self.upstream.content.iter_any():
                 buffer += chunk
-                out, buffer = self._complete_events(buffer)
+                out, buffer, broken = self._complete_events(buffer)
                 if out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
+                if broken or len(buffer) > MAX_EVENT_BYTES:
+                    await self._fail(send, "The upstream sent an event that cannot be read.")
+                    return
             if buffer.strip():
                 # An upstream that ends without the final blank line still gets its last event relayed.
+                if not _readable(buffer):
+                    await self._fail(send, "The upstream sent an event that cannot be read.")
+                    return
                 self.result.relayed.append(buffer)
                 await send({"type": "http.response.body", "body": buffer + b"\n\n", "more_body": True})
         except UPSTREAM_IO_ERRORS:
-            self.outcome = OUTCOME_UPSTREAM_FAILED
-            message = "The upstream stream failed before it completed."
-            error = b"data: " + error_body(message, "server_error", code="upstream_stream_error") + b"\n\n"
-            await send({"type": "http.response.body", "body": error, "more_body": True})
+            await self._fail(send, "The upstream stream failed before it completed.")
 
-    def _complete_events(self, buffer: bytes) -> tuple[bytes, bytes]:
-        """Splits off the complete events in ``buffer``; returns (bytes to send, remainder)."""
+    async def _fail(self, send: Send, message: str) -> None:
+        self.outcome = OUTCOME_UPSTREAM_FAILED
+        error = b"data: " + error_body(message, "server_error", code="upstream_stream_error") + b"\n\n"
+        await send({"type": "http.response.body", "body": error, "more_body": True})
+
+    def _complete_events(self, buffer: bytes) -> tuple[bytes, bytes, bool]:
+        """Splits off the complete events in ``buffer``: (bytes to send, remainder, whether an
+        unreadable event was met, before which the sending stops)."""
         out: list[bytes] = []
         start = 0
+        broken = False
         for match in _EVENT_END.finditer(buffer):
             event = buffer[start : match.end()]
             start = match.end()
+            if not _readable(event):
+                broken = True
+                break
             if self._keep(event):
                 out.append(event)
         self.result.relayed.extend(out)
-        return b"".join(out), buffer[start:]
+        return b"".join(out), buffer[start:], broken
 
     def _keep(self, event: bytes) -> bool:
         if not _USAGE.search(event):
@@ -304,6 +322,16 @@ class ChunkStream:
             if chunk.get("choices"):
                 self.texts.extend(delta_texts(chunk))
                 yield chunk
+
+
+def _readable(event: bytes) -> bool:
+    """Whether a client could parse the event: its data is a JSON object or ``[DONE]``, or it has
+    none (a comment, a keep-alive). Judged by the data's ends, not parsed: a garbled or cut-off
+    event shows there, and parsing every event would cost more than the rest of the relay."""
+    if event.startswith(b"data: {") and event.rstrip().endswith(b"}"):
+        return True  # the common shape, settled without splitting lines
+    data = b"".join(ln[5:] for ln in event.splitlines() if ln.startswith(b"data:")).strip()
+    return not data or data == b"[DONE]" or (data.startswith(b"{") and data.endswith(b"}"))
 
 
 def _data_of(event: bytes) -> dict[str, Any] | None:

@@ -29,6 +29,7 @@ from app.errors import (
     GatewayError,
     InvalidRequest,
     NotFound,
+    UpstreamAnswerLost,
     UpstreamError,
     UpstreamRateLimited,
     UpstreamTimeout,
@@ -88,6 +89,7 @@ class Upstream:
         # Which upstream opened each live stream; two upstreams may share a base URL (two keys).
         self._stream_origin: weakref.WeakKeyDictionary[aiohttp.ClientResponse, str] = weakref.WeakKeyDictionary()
         self.set_targets([default_target(settings), *targets])
+        self.max_response_bytes = settings.max_response_bytes
         timeout = aiohttp.ClientTimeout(
             total=None,
             connect=settings.connect_timeout_s,
@@ -133,13 +135,37 @@ class Upstream:
         return response
 
     async def _read(self, response: aiohttp.ClientResponse, target: Target) -> Reply:
+        """The whole 2xx answer, or ``UpstreamAnswerLost``: a failure here comes after upstream
+        accepted the call, so it is not retried and may have been billed."""
         try:
-            content = await response.read()
+            length = response.content_length
+            if length is not None and length <= self.max_response_bytes:
+                content = await response.read()
+            else:
+                content = await self._read_bounded(response)
         except UPSTREAM_IO_ERRORS as exc:
-            raise _transport_error(exc) from exc
+            _transport_error(exc, target.name)  # logged as any transport failure
+            raise UpstreamAnswerLost("The upstream answer broke off before it was complete.") from exc
         finally:
             response.release()
         return Reply(content, response.headers, target.name)
+
+    async def _read_bounded(self, response: aiohttp.ClientResponse) -> bytes:
+        """An answer of unknown or excessive length, read only up to the limit."""
+        chunks: list[bytes] = []
+        size = response.content_length or 0  # a declared excess is refused unread
+        if size <= self.max_response_bytes:
+            async for chunk in response.content.iter_any():
+                size += len(chunk)
+                if size > self.max_response_bytes:
+                    break
+                chunks.append(chunk)
+        if size > self.max_response_bytes:
+            response.close()  # not released to the pool: the rest of the body is unread
+            log.warning("upstream answer over %d bytes refused", self.max_response_bytes)
+            message = "The upstream answer was larger than Tollgate accepts."
+            raise UpstreamAnswerLost(message, code="upstream_too_large")
+        return b"".join(chunks)
 
     async def send_form(
         self, path: str, body: AsyncIterable[bytes], content_type: str, content_length: int | None

@@ -51,6 +51,10 @@ class MockControls:
     cached_tokens: int = 0
     reasoning_tokens: int = 0
     malformed: bool = False
+    # A JSON answer whose connection drops halfway through its declared length.
+    cut_body: bool = False
+    # Extra bytes in a JSON answer (a "padding" field), for answers too large to accept.
+    pad_bytes: int = 0
     tool_call: ToolCallControl | None = None
 
     @classmethod
@@ -76,6 +80,8 @@ class MockControls:
             cached_tokens=max(_int(raw, "cached_tokens") or 0, 0),
             reasoning_tokens=max(_int(raw, "reasoning_tokens") or 0, 0),
             malformed=raw.get("malformed") is True,
+            cut_body=raw.get("cut_body") is True,
+            pad_bytes=max(_int(raw, "pad_bytes") or 0, 0),
             tool_call=_tool_call(raw.get("tool_call")),
         )
 

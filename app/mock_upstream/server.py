@@ -22,11 +22,12 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from app.mock_upstream import conversations, files, media, responses
+from app.mock_upstream import batches, conversations, files, media, responses, vector_stores
 from app.mock_upstream.chat import (
+    StreamAbortedError,
     StreamOptions,
     completion_payload,
     count_tokens,
@@ -111,6 +112,8 @@ def create_mock_app(config: MockConfig | None = None) -> Starlette:
         Route("/v1/conversations/{conversation_id}/items/{item_id}", conversations.retrieve_item, methods=["GET"]),
         Route("/v1/conversations/{conversation_id}/items/{item_id}", conversations.delete_item, methods=["DELETE"]),
         *files.routes(),
+        *vector_stores.ROUTES,
+        *batches.ROUTES,
     ]
     ids = _Ids()
     requests: list[RecordedRequest] = []
@@ -132,6 +135,7 @@ def create_mock_app(config: MockConfig | None = None) -> Starlette:
     app.state.ids = ids
     app.state.requests = requests
     app.state.open_streams = 0
+    app.state.streamed_bytes = 0
     app.state.store = MockStore()
     app.state.files = files.FileStore()
     return app
@@ -154,11 +158,26 @@ def serve(host: str, port: int, config: MockConfig) -> None:
 
 
 def _ok_json(payload: dict[str, Any], controls: MockControls) -> Response:
+    if controls.pad_bytes:
+        payload = {**payload, "padding": "x" * controls.pad_bytes}
     if controls.malformed:
         # A 200 whose body stops mid-object, like a proxy truncating the upstream answer.
         text = json.dumps(payload)
         return Response(text[: len(text) // 2], media_type="application/json")
+    if controls.cut_body:
+        return _cut_off(json.dumps(payload).encode())
     return json_response(payload)
+
+
+def _cut_off(body: bytes) -> Response:
+    """A 200 that declares its whole length, sends half and drops the connection."""
+
+    async def half() -> AsyncIterator[bytes]:
+        yield body[: len(body) // 2]
+        raise StreamAbortedError("mock upstream: cut_body, dropping the connection mid-answer")
+
+    headers = {"content-length": str(len(body))}
+    return StreamingResponse(half(), media_type="application/json", headers=headers)
 
 
 def _bad_request(message: str, param: str | None = None) -> Response:

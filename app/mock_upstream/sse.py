@@ -14,6 +14,8 @@ async def tracked(state: State, events: AsyncGenerator[bytes, None]) -> AsyncGen
     state.open_streams += 1
     try:
         async for event in events:
+            # Counted as handed to the server: a client that stops reading stops this count.
+            state.streamed_bytes += len(event)
             yield event
     finally:
         # Runs on normal end, on drop_after, and when a client disconnect cancels the response.

@@ -20,6 +20,8 @@ STATUS_LEASE_EXPIRED = "lease_expired"
 UNIT_IMAGE = "image"
 UNIT_SECOND = "second"  # of audio, rounded up
 UNIT_CHARACTER = "character"
+# Vector store storage: bytes stored, for one day (OpenAI bills it per GB-day).
+UNIT_BYTE_DAY = "byte_day"
 
 SOURCE_UPSTREAM = "upstream"
 SOURCE_ESTIMATED = "estimated"

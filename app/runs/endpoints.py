@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from app.api_keys.dependencies import CurrentPrincipal
 from app.db import SessionDep
 from app.kit.pagination import CursorPage, Page, cursor_page
 from app.runs import service
 from app.runs.events import EventStream
-from app.runs.schemas import Run, RunCreate, RunUpdate, ThreadAndRunCreate, ToolOutputs
+from app.runs.schemas import Run, RunCreate, RunStep, RunUpdate, ThreadAndRunCreate, ToolOutputs
 from app.runs.service import RunExecutor
 
 router = APIRouter(prefix="/v1/threads/{thread_id}/runs", tags=["runs"])
@@ -81,3 +81,27 @@ async def submit_tool_outputs(
     if data.stream:
         return EventStream(executor.stream(principal, run, created=False))
     return Run.of(await executor.advance(principal, run.id))
+
+
+# ``include[]`` asks for file-search result contents; Tollgate's runs have none to add.
+_Include = Annotated[list[str] | None, Query(alias="include[]")]
+
+
+@router.get("/{run_id}/steps", response_model=CursorPage[RunStep])
+async def list_run_steps(
+    thread_id: str, run_id: str, principal: CurrentPrincipal, session: SessionDep, page: Page, include: _Include = None
+) -> CursorPage[RunStep]:
+    rows, has_more = await service.list_steps(session, principal, thread_id, run_id, page)
+    return cursor_page([RunStep.of(r) for r in rows], has_more)
+
+
+@router.get("/{run_id}/steps/{step_id}", response_model=RunStep)
+async def retrieve_run_step(
+    thread_id: str,
+    run_id: str,
+    step_id: str,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    include: _Include = None,
+) -> RunStep:
+    return RunStep.of(await service.get_step(session, principal, thread_id, run_id, step_id))

@@ -1,8 +1,8 @@
 """The Assistants event stream of a streamed run (``thread.run.created`` ... ``done``).
 
 Chat chunks from upstream become ``thread.message.delta`` and ``thread.run.step.delta`` events
-as they arrive; the run's rows are written once, after the upstream call, never per chunk. The
-run steps are shaped from what the run did; they are not stored (``runs.steps`` is not served).
+as they arrive; the run's rows (its steps among them, under the ids the stream announced) are
+written once, after the upstream call, never per chunk.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from starlette.types import Receive, Scope, Send
 
 from app.kit.crypto import new_id
 from app.kit.db_types import utcnow
-from app.models import ThreadMessage, ThreadRun
-from app.runs.schemas import Run
+from app.models import ThreadMessage, ThreadRun, ThreadRunStep
+from app.runs.schemas import Run, RunStep
 from app.threads.schemas import Message
 
 Event = tuple[str, dict[str, Any]]
@@ -38,6 +38,8 @@ class StepStream:
 
     run: ThreadRun
     message_id: str = field(default_factory=lambda: new_id("msg"))
+    message_step_id: str = field(default_factory=lambda: new_id("step"))
+    tool_step_id: str = field(default_factory=lambda: new_id("step"))
     message_step: dict[str, Any] | None = None
     tool_step: dict[str, Any] | None = None
     content: list[str] = field(default_factory=list)
@@ -70,7 +72,7 @@ class StepStream:
 
     def open_message(self) -> Iterator[Event]:
         details = {"type": "message_creation", "message_creation": {"message_id": self.message_id}}
-        self.message_step = self._step("message_creation", details)
+        self.message_step = self._step(self.message_step_id, "message_creation", details)
         yield "thread.run.step.created", self.message_step
         yield "thread.run.step.in_progress", self.message_step
         message = {
@@ -94,7 +96,7 @@ class StepStream:
 
     def _tool_call(self, call: dict[str, Any]) -> Iterator[Event]:
         if self.tool_step is None:
-            self.tool_step = self._step("tool_calls", {"type": "tool_calls", "tool_calls": []})
+            self.tool_step = self._step(self.tool_step_id, "tool_calls", {"type": "tool_calls", "tool_calls": []})
             yield "thread.run.step.created", self.tool_step
             yield "thread.run.step.in_progress", self.tool_step
         index = int(call.get("index") or 0)
@@ -123,21 +125,25 @@ class StepStream:
             message["tool_calls"] = self._calls()
         return {"choices": [{"index": 0, "message": message}], "usage": usage}
 
-    def closing(self, run: ThreadRun, message: ThreadMessage | None) -> Iterator[Event]:
-        """Once the run's rows are written: the message and steps completed, then the run's state."""
+    def step_ids(self) -> tuple[str, str]:
+        """The ids this stream gives (or will give) its message and tool-calls steps."""
+        return self.message_step_id, self.tool_step_id
+
+    def closing(self, run: ThreadRun, message: ThreadMessage | None, steps: list[ThreadRunStep]) -> Iterator[Event]:
+        """Once the run's rows are written: the message and the finished steps as stored, then
+        the run's state. A tool-calls step waiting for outputs stays open."""
         if message is not None:
             if self.message_step is None:
                 yield from self.open_message()
             yield "thread.message.completed", Message.of(message).model_dump()
-            assert self.message_step is not None
-            yield "thread.run.step.completed", self._finished(self.message_step)
-        if self.tool_step is not None and run.status != "requires_action":
-            yield "thread.run.step.completed", self._finished(self.tool_step)
+        for step in steps:
+            if step.status == "completed":
+                yield "thread.run.step.completed", RunStep.of(step).model_dump()
         yield run_event(run)
 
-    def _step(self, kind: str, details: dict[str, Any]) -> dict[str, Any]:
+    def _step(self, step_id: str, kind: str, details: dict[str, Any]) -> dict[str, Any]:
         return {
-            "id": new_id("step"),
+            "id": step_id,
             "object": "thread.run.step",
             "created_at": int(utcnow().timestamp()),
             "assistant_id": self.run.assistant_id,
@@ -154,12 +160,6 @@ class StepStream:
             "metadata": {},
             "usage": None,
         }
-
-    def _finished(self, step: dict[str, Any]) -> dict[str, Any]:
-        done = {**step, "status": "completed", "completed_at": int(utcnow().timestamp())}
-        if step["type"] == "tool_calls":
-            done["step_details"] = {"type": "tool_calls", "tool_calls": self._calls()}
-        return done
 
     def _calls(self) -> list[dict[str, Any]]:
         return [

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.assistants.schemas import Tools
 from app.kit.schemas import Metadata
-from app.models import ThreadRun
+from app.models import ThreadRun, ThreadRunStep
 from app.threads.schemas import MessageCreate, ThreadCreate
 
 TERMINAL = frozenset({"completed", "failed", "cancelled", "expired", "incomplete"})
@@ -123,4 +123,42 @@ class Run(BaseModel):
             tool_choice=row.tool_choice or "auto",
             parallel_tool_calls=row.parallel_tool_calls,
             response_format=row.response_format or "auto",
+        )
+
+
+class RunStep(BaseModel):
+    id: str
+    object: Literal["thread.run.step"] = "thread.run.step"
+    created_at: int
+    assistant_id: str
+    thread_id: str
+    run_id: str
+    type: str
+    status: str
+    step_details: dict[str, Any]
+    last_error: dict[str, Any] | None
+    expired_at: int | None
+    cancelled_at: int | None
+    failed_at: int | None
+    completed_at: int | None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    usage: dict[str, int] | None
+
+    @classmethod
+    def of(cls, row: ThreadRunStep) -> RunStep:
+        return cls(
+            id=row.id,
+            created_at=int(row.created_at.timestamp()),
+            assistant_id=row.assistant_id,
+            thread_id=row.thread_id,
+            run_id=row.run_id,
+            type=row.type,
+            status=row.status,
+            step_details=row.step_details,
+            last_error=row.last_error,
+            expired_at=_ts(row.expired_at),
+            cancelled_at=_ts(row.cancelled_at),
+            failed_at=_ts(row.failed_at),
+            completed_at=_ts(row.completed_at),
+            usage=row.usage,
         )

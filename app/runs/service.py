@@ -25,11 +25,12 @@ from app.gateway.service import CallContext, Gateway
 from app.kit.crypto import new_id
 from app.kit.db_types import utcnow
 from app.kit.pagination import PageParams, cursor_anchor
-from app.models import Assistant, ThreadMessage, ThreadRun
+from app.models import Assistant, ThreadMessage, ThreadRun, ThreadRunStep
 from app.runs.chat import chat_body, outcome_of
 from app.runs.events import Event, StepStream, run_event
-from app.runs.repository import RunRepository
+from app.runs.repository import RunRepository, RunStepRepository
 from app.runs.schemas import Run, RunCreate, RunUpdate, ThreadAndRunCreate, ToolOutputs
+from app.runs.steps import answer_calls, new_steps
 from app.threads import service as threads
 from app.threads.repository import MessageRepository
 from app.threads.schemas import ThreadCreate
@@ -45,13 +46,18 @@ def run_not_found(run_id: str) -> NotFound:
 
 
 async def get_run(
-    session: AsyncSession, principal: Principal, thread_id: str, run_id: str, action: ObjectAction = "object.read"
+    session: AsyncSession,
+    principal: Principal,
+    thread_id: str,
+    run_id: str,
+    action: ObjectAction = "object.read",
+    detail: dict[str, Any] | None = None,
 ) -> ThreadRun:
     """The caller's run; for an admin anyone's (support access, audited)."""
     repo = RunRepository(session)
     await repo.expire_overdue(thread_id, utcnow())
-    target = Target("thread.run", run_id)
-    run = await reach(session, principal, target, lambda owner: repo.get_owned(thread_id, run_id, owner), action)
+    find = lambda owner: repo.get_owned(thread_id, run_id, owner)  # noqa: E731 - one use
+    run = await reach(session, principal, Target("thread.run", run_id), find, action, detail)
     if run is None:
         raise run_not_found(run_id)
     return run
@@ -65,6 +71,30 @@ async def list_runs(
     await repo.expire_overdue(thread.id, utcnow())
     anchor = await cursor_anchor(page, lambda id_: repo.get_owned(thread.id, id_, thread.user_id), "run")
     rows, has_more = await repo.page(thread.id, page, anchor)
+    return list(rows), has_more
+
+
+def step_not_found(step_id: str) -> NotFound:
+    return NotFound(f"No run step found with id '{step_id}'.", param="step_id")
+
+
+async def get_step(
+    session: AsyncSession, principal: Principal, thread_id: str, run_id: str, step_id: str
+) -> ThreadRunStep:
+    run = await get_run(session, principal, thread_id, run_id, detail={"step_id": step_id})
+    step = await RunStepRepository(session).get_owned(run.id, step_id, run.user_id)
+    if step is None:
+        raise step_not_found(step_id)
+    return step
+
+
+async def list_steps(
+    session: AsyncSession, principal: Principal, thread_id: str, run_id: str, page: PageParams
+) -> tuple[list[ThreadRunStep], bool]:
+    run = await get_run(session, principal, thread_id, run_id, "object.listed", {"list": "steps"})
+    repo = RunStepRepository(session)
+    anchor = await cursor_anchor(page, lambda id_: repo.get_owned(run.id, id_, run.user_id), "step")
+    rows, has_more = await repo.page(run.id, page, anchor)
     return list(rows), has_more
 
 
@@ -130,6 +160,9 @@ class RunExecutor:
                 )
             outputs = [{"role": "tool", "tool_call_id": o.tool_call_id, "content": o.output} for o in data.tool_outputs]
             run.steps = [*run.steps, *outputs]
+            step = await RunStepRepository(session).open_tool_step(run.id)
+            if step is not None:
+                answer_calls(step, {o.tool_call_id: o.output for o in data.tool_outputs}, utcnow())
             run.required_action, run.status = None, "in_progress"
         return run
 
@@ -142,6 +175,7 @@ class RunExecutor:
             run.status = "cancelling" if run.status == "in_progress" else "cancelled"
             if run.status == "cancelled":
                 run.cancelled_at, run.required_action = utcnow(), None
+                await RunStepRepository(session).close_open([run.id], "cancelled", run.cancelled_at)
         return run
 
     async def advance(self, principal: Principal, run_id: str) -> ThreadRun:
@@ -152,7 +186,7 @@ class RunExecutor:
             reply: dict[str, Any] = json.loads(bytes(response.body))
         except GatewayError as exc:
             return await self._fail(run_id, exc)
-        run, _ = await self._apply(run_id, reply)
+        run, _, _ = await self._apply(run_id, reply)
         return run
 
     async def stream(self, principal: Principal, run: ThreadRun, *, created: bool) -> AsyncIterator[Event]:
@@ -173,8 +207,8 @@ class RunExecutor:
             return
         billed = chunks.billed or TokenUsage()
         usage = {"prompt_tokens": billed.prompt, "completion_tokens": billed.completion}
-        done, message = await self._apply(run.id, step.reply(usage), step.message_id)
-        for event in step.closing(done, message):
+        done, message, steps = await self._apply(run.id, step.reply(usage), step)
+        for event in step.closing(done, message, steps):
             yield event
 
     async def _prepare(self, principal: Principal, run_id: str) -> tuple[CallContext, dict[str, Any]]:
@@ -187,25 +221,28 @@ class RunExecutor:
         return context, chat_body(run, messages, self.gateway.prices.context_window(run.model))
 
     async def _apply(
-        self, run_id: str, reply: dict[str, Any], message_id: str | None = None
-    ) -> tuple[ThreadRun, ThreadMessage | None]:
-        """The reply written to the run and thread in one transaction. A run that expired or was
-        cancelled meanwhile keeps that state; the call was billed all the same."""
+        self, run_id: str, reply: dict[str, Any], streamed: StepStream | None = None
+    ) -> tuple[ThreadRun, ThreadMessage | None, list[ThreadRunStep]]:
+        """The reply written to the run, its steps and the thread in one transaction. A run that
+        expired or was cancelled meanwhile keeps that state; the call was billed all the same."""
         async with self.sessionmaker.begin() as session:
             run = await RunRepository(session).get_by_id(run_id)
             assert run is not None
             outcome = outcome_of(reply)
             run.usage = _added(run.usage, outcome.usage)
             if run.status not in ("in_progress", "cancelling"):
-                return run, None
+                return run, None, []
             now = utcnow()
             if run.status == "cancelling":
                 run.status, run.cancelled_at = "cancelled", now
-                return run, None
+                return run, None, []
             message = None
             if outcome.content or not outcome.tool_calls:
-                message = _assistant_message(run, outcome.content, message_id or new_id("msg"))
+                message = _assistant_message(run, outcome.content, streamed.message_id if streamed else new_id("msg"))
                 session.add(message)
+            ids = streamed.step_ids() if streamed else (None, None)
+            steps = new_steps(run, message.id if message else None, outcome.tool_calls, outcome.usage, now, ids)
+            session.add_all(steps)
             if outcome.tool_calls:
                 run.steps = [*run.steps, outcome.assistant_step]
                 run.status = "requires_action"
@@ -213,7 +250,7 @@ class RunExecutor:
                 run.required_action = {"type": "submit_tool_outputs", "submit_tool_outputs": calls}
             else:
                 run.status, run.completed_at = "completed", now
-        return run, message
+        return run, message, steps
 
     async def _fail(self, run_id: str, exc: GatewayError) -> ThreadRun:
         """The thread stays as it was; the run records why it failed."""

@@ -68,6 +68,15 @@ class Estimate:
         return cls(model, endpoint, prompt_tokens, requested_cap=None, has_output=False, fixed_micros=micros)
 
 
+@dataclass(frozen=True, slots=True)
+class Payer:
+    """Whose budgets a charge made outside a request (a batch settling, storage) goes to."""
+
+    key_id: str
+    user_id: str
+    team_id: str | None
+
+
 class SpendService:
     def __init__(
         self,
@@ -190,6 +199,10 @@ class SpendService:
         session.add(_lease(principal, request_id, estimate, ids, amount, cap, now, self.settings.lease_ttl_s))
         return Reservation(request_id, ids, amount, cap if estimate.has_output else None)
 
+    def worst_case(self, estimate: Estimate) -> int:
+        """The most a call can cost with no budget lowering its output cap."""
+        return self._worst_case(estimate, self.output_ceiling(estimate) if estimate.has_output else 0)
+
     def _worst_case(self, estimate: Estimate, cap: int) -> int:
         if estimate.fixed_micros is not None:
             return estimate.fixed_micros
@@ -225,6 +238,35 @@ class SpendService:
         if settlement.cost_micros > reservation.amount and reservation.budget_ids:
             log.warning("actual cost exceeded the reservation", extra={"model": settlement.model})
         self.settlements.submit(PendingSettlement(reservation.request_id, settlement.cost_micros, values))
+
+    async def hold(self, session: AsyncSession, request_id: str, until: datetime) -> None:
+        """For work that settles long after its request (a batch): the lease leaves the
+        heartbeat's care and lives until ``until``, when the reaper may charge it as estimated."""
+        self.in_flight.discard(request_id)
+        await LeaseRepository(session).extend([request_id], until)
+
+    async def settle_in(self, session: AsyncSession, payer: Payer, settlement: Settlement) -> None:
+        """Settles in the caller's transaction, beside what must happen exactly once with it. The
+        lease is taken by whoever deletes it, and the ledger row is written once, so a settlement
+        that races another (or the reaper) charges nothing twice."""
+        lease = await LeaseRepository(session).take(settlement.request_id)
+        if lease is not None:
+            charges: dict[str, tuple[int, int]] = {}
+            _add_charge(charges, lease.budget_ids, lease.amount_micros, settlement.cost_micros)
+            await _charge(session, charges)
+        values = record_values(payer.key_id, payer.user_id, payer.team_id, settlement)
+        await UsageRepository(session).insert_once(values)
+
+    async def charge_in(self, session: AsyncSession, payer: Payer, settlement: Settlement) -> bool:
+        """A cost incurred without a reservation (storage, billed after the fact): charged to
+        every budget of ``payer`` by whoever writes its ledger row, so once per request id. It is
+        charged even past a budget's limit: upstream bills it whatever the budget says."""
+        values = record_values(payer.key_id, payer.user_id, payer.team_id, settlement)
+        if not await UsageRepository(session).insert_new(values):
+            return False
+        budgets = await BudgetRepository(session).applicable(payer.key_id, payer.user_id, payer.team_id)
+        await _charge(session, {b.id: (0, settlement.cost_micros) for b in budgets})
+        return True
 
     async def flushed(self) -> None:
         """Waits for this process's queued settlements: reads of spend then include every

@@ -15,3 +15,15 @@ class UsageRepository(RepositoryBase[UsageRecord]):
         insert = pg_insert if self.session.get_bind().dialect.name == "postgresql" else sqlite_insert
         statement = insert(UsageRecord).values(**values).on_conflict_do_nothing(index_elements=["request_id"])
         await self.session.execute(statement)
+
+    async def insert_new(self, values: dict[str, object]) -> bool:
+        """``insert_once`` that says whether this call wrote the row: a charge that must happen
+        once per request id (storage per store per day) is applied only by the writer."""
+        insert = pg_insert if self.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        statement = (
+            insert(UsageRecord)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["request_id"])
+            .returning(UsageRecord.id)
+        )
+        return (await self.session.execute(statement)).first() is not None
