@@ -50,3 +50,12 @@ async def support_event(engine: AsyncEngine, actor: Tenant, request_id: str) -> 
     event = await event_of(engine, request_id)
     assert (event.source, event.actor_user_id, event.actor_key_id) == ("api", actor.user_id, actor.key_id)
     return summary(event)
+
+
+async def assert_nowhere_in_trail(engine: AsyncEngine, *secrets: str) -> None:
+    """No column of any event holds any of ``secrets`` (keys, request or file content)."""
+    async with engine.connect() as conn:
+        rows = [str(tuple(row)) for row in await conn.execute(select(AuditEvent.__table__))]
+    trail = "\n".join(rows)
+    for secret in secrets:
+        assert secret not in trail

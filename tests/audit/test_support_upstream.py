@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.models import File
-from tests.audit.helpers import audit_rows, new_admin, support_event
+from tests.audit.helpers import assert_nowhere_in_trail, audit_rows, new_admin, support_event
 from tests.fixtures.live_server import LiveServer
 from tests.fixtures.servers import UPSTREAM_KEY, Admin
 
@@ -48,6 +48,7 @@ async def test_admin_reads_lists_and_deletes_another_tenants_file(
     expected = ("object.deleted", "file", created.id, alice.user_id)
     assert await support_event(engine, support, deleted.headers["x-request-id"]) == expected
     assert (await a.files.list()).data == []
+    await assert_nowhere_in_trail(engine, "body-marker-7f3a", alice.token, support.token)
 
 
 async def test_admin_completes_another_tenants_upload_and_the_file_stays_theirs(
@@ -87,6 +88,7 @@ async def test_admin_reads_cancels_and_deletes_another_tenants_response(
     assert await support_event(engine, support, deleted.headers["x-request-id"]) == expected
     with pytest.raises(openai.NotFoundError):
         await a.responses.retrieve(response.id)
+    await assert_nowhere_in_trail(engine, "prompt-marker-91bd", response.output_text)
 
 
 async def test_admin_manages_another_tenants_conversation(
@@ -118,7 +120,7 @@ async def test_admin_manages_another_tenants_conversation(
     assert mine["metadata"] == {"topic": "escalated"}
 
     added = await s.conversations.items.with_raw_response.create(
-        cid, items=[{"type": "message", "role": "user", "content": "note from support"}]
+        cid, items=[{"type": "message", "role": "user", "content": "note-from-support-c4e2"}]
     )
     assert (await support_event(engine, support, added.headers["x-request-id"]))[0] == "object.updated"
     items = await s.conversations.items.with_raw_response.list(cid)
@@ -143,6 +145,7 @@ async def test_admin_manages_another_tenants_conversation(
     )
     with pytest.raises(openai.NotFoundError):
         await a.conversations.retrieve(cid)
+    await assert_nowhere_in_trail(engine, "note-from-support-c4e2")
 
 
 async def test_ids_made_upstream_outside_tollgate_are_reachable_by_admins_only(
