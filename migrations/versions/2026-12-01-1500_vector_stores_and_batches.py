@@ -1,7 +1,7 @@
 """vector stores and batches: ownership, storage metering day, batch reservations
 
 Revision ID: ae7e68cdbf70
-Revises: fc66f806e82f
+Revises: 6c79a0828a70
 Create Date: 2026-12-01 15:00:00.000000
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = 'ae7e68cdbf70'
-down_revision: str | None = 'fc66f806e82f'
+down_revision: str | None = '6c79a0828a70'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
