@@ -1,7 +1,7 @@
 """audit events: the append-only trail of admin actions and support access
 
 Revision ID: ca8e9755043b
-Revises: ae7e68cdbf70, 6c79a0828a70
+Revises: ae7e68cdbf70
 Create Date: 2026-12-01 19:22:11.679079
 """
 
@@ -12,8 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = 'ca8e9755043b'
-# Also the merge point of the two heads main had (vector stores and batches; run steps).
-down_revision: str | tuple[str, ...] | None = ('ae7e68cdbf70', '6c79a0828a70')
+down_revision: str | None = 'ae7e68cdbf70'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
