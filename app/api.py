@@ -4,6 +4,7 @@ from app.accounts.endpoints import router as accounts_router
 from app.api_keys.endpoints import me_router
 from app.api_keys.endpoints import router as keys_router
 from app.assistants.endpoints import router as assistants_router
+from app.audit.endpoints import router as audit_router
 from app.batches.endpoints import router as batches_router
 from app.budgets.endpoints import router as budgets_router
 from app.conversations.endpoints import router as conversations_router
@@ -45,4 +46,5 @@ routers: list[APIRouter] = [
     budgets_router,
     ratelimits_router,
     upstreams_router,
+    audit_router,
 ]

@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from app.accounts import service
 from app.accounts.schemas import Team, TeamCreate, User, UserCreate
 from app.api_keys.dependencies import AdminPrincipal
+from app.audit.schemas import Actor
 from app.db import SessionDep
 from app.kit.schemas import ListResponse
 
@@ -12,8 +13,8 @@ router = APIRouter(prefix="/admin", tags=["admin: accounts"])
 
 
 @router.post("/teams", status_code=201, response_model=Team)
-async def create_team(data: TeamCreate, session: SessionDep, _: AdminPrincipal) -> Team:
-    return Team.model_validate(await service.create_team(session, data))
+async def create_team(data: TeamCreate, session: SessionDep, admin: AdminPrincipal) -> Team:
+    return Team.model_validate(await service.create_team(session, data, Actor.of(admin)))
 
 
 @router.get("/teams", response_model=ListResponse[Team])
@@ -22,8 +23,8 @@ async def list_teams(session: SessionDep, _: AdminPrincipal) -> ListResponse[Tea
 
 
 @router.post("/users", status_code=201, response_model=User)
-async def create_user(data: UserCreate, session: SessionDep, _: AdminPrincipal) -> User:
-    return User.model_validate(await service.create_user(session, data))
+async def create_user(data: UserCreate, session: SessionDep, admin: AdminPrincipal) -> User:
+    return User.model_validate(await service.create_user(session, data, Actor.of(admin)))
 
 
 @router.get("/users", response_model=ListResponse[User])

@@ -8,16 +8,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.repository import TeamRepository, UserRepository
 from app.accounts.schemas import TeamCreate, UserCreate
+from app.audit import service as audit
+from app.audit.schemas import Actor
 from app.errors import Conflict, NotFound
 from app.kit.crypto import new_id
 from app.models import Team, User
 
 
-async def create_team(session: AsyncSession, data: TeamCreate) -> Team:
+async def create_team(session: AsyncSession, data: TeamCreate, actor: Actor) -> Team:
     repo = TeamRepository(session)
     if await repo.get_by_ref(data.name) is not None:
         raise Conflict(f"A team named '{data.name}' already exists.", param="name")
-    return await repo.create(Team(id=new_id("team"), name=data.name))
+    team = await repo.create(Team(id=new_id("team"), name=data.name))
+    await audit.record(session, actor, "team.created", "team", team.id, detail={"name": team.name})
+    return team
 
 
 async def list_teams(session: AsyncSession) -> Sequence[Team]:
@@ -31,12 +35,19 @@ async def get_team(session: AsyncSession, ref: str) -> Team:
     return team
 
 
-async def create_user(session: AsyncSession, data: UserCreate) -> User:
+async def create_user(session: AsyncSession, data: UserCreate, actor: Actor) -> User:
     repo = UserRepository(session)
     if await repo.get_by_ref(data.name) is not None:
         raise Conflict(f"A user named '{data.name}' already exists.", param="name")
     team_id = (await get_team(session, data.team)).id if data.team else None
-    return await repo.create(User(id=new_id("user"), name=data.name, team_id=team_id, role=data.role))
+    user = await repo.create(User(id=new_id("user"), name=data.name, team_id=team_id, role=data.role))
+    await record_user_created(session, actor, user)
+    return user
+
+
+async def record_user_created(session: AsyncSession, actor: Actor, user: User) -> None:
+    detail = {"name": user.name, "role": user.role, "team_id": user.team_id}
+    await audit.record(session, actor, "user.created", "user", user.id, owner_id=user.id, detail=detail)
 
 
 async def list_users(session: AsyncSession, team: str | None = None) -> Sequence[User]:

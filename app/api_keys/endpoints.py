@@ -5,6 +5,7 @@ from fastapi import APIRouter, Request
 from app.api_keys import service
 from app.api_keys.dependencies import AdminPrincipal, CurrentPrincipal
 from app.api_keys.schemas import ApiKey, ApiKeyCreate, ApiKeyCreated, Me
+from app.audit.schemas import Actor
 from app.budgets.schemas import Budget
 from app.db import DB_ERRORS, SessionDep
 from app.errors import ServiceUnavailable
@@ -15,8 +16,8 @@ router = APIRouter(prefix="/admin/keys", tags=["admin: keys"])
 
 
 @router.post("", status_code=201, response_model=ApiKeyCreated)
-async def create_key(data: ApiKeyCreate, request: Request, session: SessionDep, _: AdminPrincipal) -> ApiKeyCreated:
-    key, token = await service.create_key(session, request.app.state.key_secret, data)
+async def create_key(data: ApiKeyCreate, request: Request, session: SessionDep, admin: AdminPrincipal) -> ApiKeyCreated:
+    key, token = await service.create_key(session, request.app.state.key_secret, data, Actor.of(admin))
     return ApiKeyCreated(**ApiKey.model_validate(key).model_dump(), key=token)
 
 
@@ -32,8 +33,8 @@ async def get_key(key_id: str, session: SessionDep, _: AdminPrincipal) -> ApiKey
 
 
 @router.post("/{key_id}/revoke", response_model=ApiKey)
-async def revoke_key(key_id: str, request: Request, session: SessionDep, _: AdminPrincipal) -> ApiKey:
-    key = await service.revoke_key(session, key_id)
+async def revoke_key(key_id: str, request: Request, session: SessionDep, admin: AdminPrincipal) -> ApiKey:
+    key = await service.revoke_key(session, key_id, Actor.of(admin))
     request.app.state.authenticator.invalidate()
     return ApiKey.model_validate(key)
 

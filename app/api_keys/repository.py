@@ -38,13 +38,16 @@ class ApiKeyRepository(RepositoryBase[ApiKey]):
         statement = select(ApiKey.id).join(User, User.id == ApiKey.user_id).where(User.role == "admin")
         return len((await self.session.execute(statement.limit(1))).all())
 
-    async def revoke_named_except(self, user_id: str, name: str, keep_digest: str, now: datetime) -> None:
-        await self.session.execute(
+    async def revoke_named_except(self, user_id: str, name: str, keep_digest: str, now: datetime) -> list[str]:
+        """The ids of the keys it revoked."""
+        result = await self.session.execute(
             update(ApiKey)
             .where(ApiKey.user_id == user_id, ApiKey.name == name, ApiKey.digest != keep_digest)
             .where(ApiKey.revoked_at.is_(None))
             .values(revoked_at=now)
+            .returning(ApiKey.id)
         )
+        return list(result.scalars())
 
     async def touch_last_used(self, key_id: str, now: datetime, granularity: timedelta) -> None:
         """Conditional, so a busy key costs one write per granularity window, not one per request."""

@@ -14,6 +14,8 @@ from app.accounts import service as accounts
 from app.accounts.repository import UserRepository
 from app.api_keys.repository import ApiKeyRepository
 from app.api_keys.schemas import ApiKeyCreate, Principal
+from app.audit import service as audit
+from app.audit.schemas import SYSTEM, Actor
 from app.config import Settings
 from app.db import DB_ERRORS
 from app.errors import NotFound, ServiceUnavailable, Unauthorized
@@ -33,7 +35,7 @@ def resolve_key_secret(settings: Settings) -> bytes:
     return load_or_create_secret(Path(settings.gateway.data_dir) / "secret.key")
 
 
-async def create_key(session: AsyncSession, secret: bytes, data: ApiKeyCreate) -> tuple[ApiKey, str]:
+async def create_key(session: AsyncSession, secret: bytes, data: ApiKeyCreate, actor: Actor) -> tuple[ApiKey, str]:
     """Returns the stored key and its plaintext; the plaintext exists only in this return value."""
     user = await accounts.get_user(session, data.user)
     token = generate_api_key(KEY_PREFIX)
@@ -46,7 +48,20 @@ async def create_key(session: AsyncSession, secret: bytes, data: ApiKeyCreate) -
         allowed_models=data.models,
         expires_at=data.expires_at,
     )
-    return await ApiKeyRepository(session).create(key), token
+    await ApiKeyRepository(session).create(key)
+    await record_key_created(session, actor, key)
+    return key, token
+
+
+async def record_key_created(session: AsyncSession, actor: Actor, key: ApiKey) -> None:
+    """The key's model access is its grant; its secret and digest are never part of the event."""
+    detail = {
+        "name": key.name,
+        "display_prefix": key.display_prefix,
+        "allowed_models": key.allowed_models,
+        "expires_at": key.expires_at.isoformat() if key.expires_at else None,
+    }
+    await audit.record(session, actor, "key.created", "api_key", key.id, owner_id=key.user_id, detail=detail)
 
 
 async def list_keys(session: AsyncSession, user: str | None = None) -> Sequence[ApiKey]:
@@ -61,11 +76,13 @@ async def get_key(session: AsyncSession, key_id: str) -> ApiKey:
     return key
 
 
-async def revoke_key(session: AsyncSession, key_id: str) -> ApiKey:
+async def revoke_key(session: AsyncSession, key_id: str, actor: Actor) -> ApiKey:
+    """Idempotent: revoking a revoked key changes nothing, so it records nothing."""
     key = await get_key(session, key_id)
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         await session.flush()
+        await audit.record(session, actor, "key.revoked", "api_key", key.id, owner_id=key.user_id)
     return key
 
 
@@ -75,25 +92,34 @@ async def ensure_admin(session: AsyncSession, secret: bytes, env_admin_key: str 
     With ``TOLLGATE_ADMIN_KEY`` set, that key is registered (idempotently) for the bootstrap
     admin. Otherwise a key is generated on the very first start only.
     """
-    users = UserRepository(session)
     keys = ApiKeyRepository(session)
-    admin = await users.get_by_ref(BOOTSTRAP_ADMIN)
     if env_admin_key is not None:
-        admin = admin or await users.create(User(id=new_id("user"), name=BOOTSTRAP_ADMIN, role="admin"))
+        admin = await _bootstrap_admin(session)
         digest = hash_api_key(env_admin_key, secret)
         if not await keys.exists_digest(digest):
             prefix = display_prefix(env_admin_key, KEY_PREFIX)
             key = ApiKey(id=new_id("key"), user_id=admin.id, name=ENV_ADMIN_KEY_NAME)
             key.display_prefix, key.digest = prefix, digest
             await keys.create(key)
+            await record_key_created(session, SYSTEM, key)
         # Rotating the environment key must retire the one it replaces.
-        await keys.revoke_named_except(admin.id, ENV_ADMIN_KEY_NAME, digest, utcnow())
+        for key_id in await keys.revoke_named_except(admin.id, ENV_ADMIN_KEY_NAME, digest, utcnow()):
+            await audit.record(session, SYSTEM, "key.revoked", "api_key", key_id, owner_id=admin.id)
         return None
     if await keys.count_admin_keys() > 0:
         return None
-    admin = admin or await users.create(User(id=new_id("user"), name=BOOTSTRAP_ADMIN, role="admin"))
-    _, token = await create_key(session, secret, ApiKeyCreate(user=admin.id, name="bootstrap"))
+    admin = await _bootstrap_admin(session)
+    _, token = await create_key(session, secret, ApiKeyCreate(user=admin.id, name="bootstrap"), SYSTEM)
     return token
+
+
+async def _bootstrap_admin(session: AsyncSession) -> User:
+    users = UserRepository(session)
+    admin = await users.get_by_ref(BOOTSTRAP_ADMIN)
+    if admin is None:
+        admin = await users.create(User(id=new_id("user"), name=BOOTSTRAP_ADMIN, role="admin"))
+        await accounts.record_user_created(session, SYSTEM, admin)
+    return admin
 
 
 class Authenticator:
@@ -190,3 +216,10 @@ async def resolve_scope_id(session: AsyncSession, scope: str, ref: str) -> str:
     if scope == "user":
         return (await accounts.get_user(session, ref)).id
     return (await accounts.get_team(session, ref)).id
+
+
+async def scope_owner(session: AsyncSession, scope: str, scope_id: str) -> str | None:
+    """The user a budget or a limit bears on, as the audit trail records it (a team's: nobody's)."""
+    if scope == "key":
+        return (await get_key(session, scope_id)).user_id
+    return scope_id if scope == "user" else None

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Request
 
 from app.api_keys.dependencies import CurrentPrincipal
 from app.assistants import service
 from app.assistants.schemas import Assistant, AssistantCreate, AssistantUpdate
+from app.audit.dependencies import listed_owner
 from app.db import SessionDep
 from app.gateway.service import Gateway
 from app.kit.pagination import CursorPage, Page, cursor_page
@@ -31,8 +34,10 @@ async def create_assistant(
 
 
 @router.get("", response_model=CursorPage[Assistant])
-async def list_assistants(principal: CurrentPrincipal, session: SessionDep, page: Page) -> CursorPage[Assistant]:
-    rows, has_more = await service.page(session, principal, page)
+async def list_assistants(
+    owner: Annotated[str, listed_owner("assistant")], session: SessionDep, page: Page
+) -> CursorPage[Assistant]:
+    rows, has_more = await service.page(session, owner, page)
     return cursor_page([Assistant.of(r) for r in rows], has_more)
 
 

@@ -5,6 +5,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from app.kit.ownership import Owner, owned_by
 from app.kit.pagination import PageParams, keyset_page
 from app.kit.repository import RepositoryBase
 from app.models import Assistant
@@ -13,9 +14,9 @@ from app.models import Assistant
 class AssistantRepository(RepositoryBase[Assistant]):
     model = Assistant
 
-    async def get_owned(self, assistant_id: str, user_id: str) -> Assistant | None:
+    async def get_owned(self, assistant_id: str, owner: Owner) -> Assistant | None:
         """Another user's assistant is as absent as an unknown one."""
-        statement = select(Assistant).where(Assistant.id == assistant_id, Assistant.user_id == user_id)
+        statement = select(Assistant).where(Assistant.id == assistant_id, owned_by(Assistant.user_id, owner))
         return await self.get_one_or_none(statement)
 
     async def page(

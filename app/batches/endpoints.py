@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from app.api_keys.dependencies import CurrentPrincipal
+from app.audit.dependencies import listed_owner
 from app.batches.dependencies import BatchesDep
 from app.gateway.endpoints import metered_call
 from app.kit.pagination import Page
@@ -22,8 +25,8 @@ async def create_batch(request: Request, batches: BatchesDep) -> Response:
 
 
 @router.get("")
-async def list_batches(principal: CurrentPrincipal, batches: BatchesDep, page: Page) -> Response:
-    return await batches.list(principal, page)
+async def list_batches(owner: Annotated[str, listed_owner("batch")], batches: BatchesDep, page: Page) -> Response:
+    return await batches.list(owner, page)
 
 
 @router.get("/{batch_id}")

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import select, tuple_, update
 
+from app.kit.ownership import Owner, owned_by
 from app.kit.pagination import PageParams, keyset_page
 from app.kit.repository import RepositoryBase
 from app.models import Batch
@@ -14,9 +15,9 @@ from app.models import Batch
 class BatchRepository(RepositoryBase[Batch]):
     model = Batch
 
-    async def get_owned(self, batch_id: str, user_id: str) -> Batch | None:
+    async def get_owned(self, batch_id: str, owner: Owner) -> Batch | None:
         """Another user's batch is as absent as an unknown one."""
-        return await self.get_one_or_none(select(Batch).where(Batch.id == batch_id, Batch.user_id == user_id))
+        return await self.get_one_or_none(select(Batch).where(Batch.id == batch_id, owned_by(Batch.user_id, owner)))
 
     async def page(
         self, user_id: str, page: PageParams, anchor: tuple[datetime, str] | None

@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.responses import Response
 
 from app.api_keys.schemas import Principal
+from app.audit.schemas import ObjectAction
+from app.audit.support import Target, reach_upstream
 from app.batches.repository import BatchRepository
 from app.batches.schemas import BatchCreate, InputTally, parse_create
 from app.batches.settlement import BATCH_ENDPOINT, BatchRef, BatchSettler
@@ -166,32 +168,42 @@ class Batches:
         )
         self.spend.settle(ctx.principal, reservation, settlement)
 
-    async def _owned(self, principal: Principal, batch_id: str) -> BatchRef:
-        async with self.sessionmaker() as session:
-            row = await BatchRepository(session).get_owned(batch_id, principal.user_id)
-            ref = BatchRef.of(row) if row is not None else None
-        if ref is None:
+    async def _owned(
+        self, principal: Principal, batch_id: str, action: ObjectAction = "object.read"
+    ) -> tuple[str, BatchRef | None]:
+        """The batch's id and what settling it needs, once the caller may reach it: its own, or for
+        an admin any (support access, audited). A batch made upstream outside Tollgate has no
+        reservation here, so an admin reaches it with nothing to settle."""
+        async with self.sessionmaker.begin() as session:
+            repo = BatchRepository(session)
+            find = lambda owner: repo.get_owned(batch_id, owner)  # noqa: E731 - one use
+            found = await reach_upstream(session, principal, Target("batch", batch_id), find, action)
+            ref = BatchRef.of(found.row) if found is not None and found.row is not None else None
+        if found is None:
             raise batch_not_found(batch_id)
-        return ref
+        return found.id, ref
 
     async def retrieve(self, principal: Principal, batch_id: str) -> Response:
-        batch = await self._owned(principal, batch_id)
-        reply = await self.upstream.request("GET", f"/batches/{path_id(batch.id)}")
-        await self.settler.settle_quietly(batch, upstream_object(reply.content))
+        upstream_id, batch = await self._owned(principal, batch_id)
+        reply = await self.upstream.request("GET", f"/batches/{path_id(upstream_id)}")
+        if batch is not None:
+            await self.settler.settle_quietly(batch, upstream_object(reply.content))
         return relay(reply)
 
     async def cancel(self, principal: Principal, batch_id: str) -> Response:
-        batch = await self._owned(principal, batch_id)
-        reply = await self.upstream.request("POST", f"/batches/{path_id(batch.id)}/cancel")
-        await self.settler.settle_quietly(batch, upstream_object(reply.content))
+        upstream_id, batch = await self._owned(principal, batch_id, "object.updated")
+        reply = await self.upstream.request("POST", f"/batches/{path_id(upstream_id)}/cancel")
+        if batch is not None:
+            await self.settler.settle_quietly(batch, upstream_object(reply.content))
         return relay(reply)
 
-    async def list(self, principal: Principal, params: PageParams) -> Response:
-        """The caller's batches as Tollgate last saw them (the poller keeps them current)."""
+    async def list(self, owner_id: str, params: PageParams) -> Response:
+        """``owner_id``'s batches (the caller's, or the user an admin asked for) as Tollgate last
+        saw them (the poller keeps them current)."""
         async with self.sessionmaker() as session:
             repo = BatchRepository(session)
-            anchor = await cursor_anchor(params, lambda id_: repo.get_owned(id_, principal.user_id), "batch")
-            rows, has_more = await repo.page(principal.user_id, params, anchor)
+            anchor = await cursor_anchor(params, lambda id_: repo.get_owned(id_, owner_id), "batch")
+            rows, has_more = await repo.page(owner_id, params, anchor)
         return list_of([row.snapshot for row in rows], has_more)
 
 

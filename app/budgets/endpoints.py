@@ -3,6 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from app.api_keys.dependencies import AdminPrincipal
+from app.audit.schemas import Actor
 from app.budgets import service
 from app.budgets.schemas import Budget, BudgetCreate, BudgetUpdate, Scope
 from app.db import SessionDep
@@ -14,8 +15,9 @@ router = APIRouter(prefix="/admin/budgets", tags=["admin: budgets"])
 
 
 @router.post("", status_code=201, response_model=Budget)
-async def create_budget(data: BudgetCreate, request: Request, session: SessionDep, _: AdminPrincipal) -> Budget:
-    budget = await service.create_budget(session, data, request.app.state.settings.spend.budget_timezone)
+async def create_budget(data: BudgetCreate, request: Request, session: SessionDep, admin: AdminPrincipal) -> Budget:
+    default_timezone = request.app.state.settings.spend.budget_timezone
+    budget = await service.create_budget(session, data, default_timezone, Actor.of(admin))
     return Budget.of(budget, utcnow())
 
 
@@ -37,11 +39,11 @@ async def get_budget(budget_id: str, session: SessionDep, _: AdminPrincipal, __:
 
 
 @router.patch("/{budget_id}", response_model=Budget)
-async def update_budget(budget_id: str, data: BudgetUpdate, session: SessionDep, _: AdminPrincipal) -> Budget:
-    return Budget.of(await service.update_budget(session, budget_id, data), utcnow())
+async def update_budget(budget_id: str, data: BudgetUpdate, session: SessionDep, admin: AdminPrincipal) -> Budget:
+    return Budget.of(await service.update_budget(session, budget_id, data, Actor.of(admin)), utcnow())
 
 
 @router.delete("/{budget_id}", status_code=204)
-async def delete_budget(budget_id: str, session: SessionDep, _: AdminPrincipal) -> Response:
-    await service.delete_budget(session, budget_id)
+async def delete_budget(budget_id: str, session: SessionDep, admin: AdminPrincipal) -> Response:
+    await service.delete_budget(session, budget_id, Actor.of(admin))
     return Response(status_code=204)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api_keys.service import resolve_scope_id
-from app.budgets.schemas import BudgetCreate, BudgetUpdate, usd_to_micros
+from app.api_keys.service import resolve_scope_id, scope_owner
+from app.audit import service as audit
+from app.audit.schemas import Actor
+from app.budgets.schemas import BudgetCreate, BudgetUpdate, micros_to_usd, usd_to_micros
 from app.errors import Conflict, InvalidRequest, NotFound
 from app.kit.crypto import new_id
 from app.kit.db_types import utcnow
@@ -16,7 +19,7 @@ from app.models import Budget
 from app.spend.repository import BudgetRepository
 
 
-async def create_budget(session: AsyncSession, data: BudgetCreate, default_timezone: str) -> Budget:
+async def create_budget(session: AsyncSession, data: BudgetCreate, default_timezone: str, actor: Actor) -> Budget:
     scope_id = await resolve_scope_id(session, data.scope, data.scope_id)
     repo = BudgetRepository(session)
     if await repo.find(data.scope, scope_id, data.period) is not None:
@@ -34,7 +37,9 @@ async def create_budget(session: AsyncSession, data: BudgetCreate, default_timez
         reserved_micros=0,
         period_start=period_bounds(data.period, timezone, utcnow())[0],
     )
-    return await repo.create(budget)
+    await repo.create(budget)
+    await _record(session, actor, "budget.created", budget, _terms(budget))
+    return budget
 
 
 async def get_budget(session: AsyncSession, budget_id: str) -> Budget:
@@ -51,10 +56,11 @@ async def list_budgets(session: AsyncSession, scope: str | None, scope_ref: str 
     return await BudgetRepository(session).list_budgets(scope, scope_id)
 
 
-async def update_budget(session: AsyncSession, budget_id: str, data: BudgetUpdate) -> Budget:
+async def update_budget(session: AsyncSession, budget_id: str, data: BudgetUpdate, actor: Actor) -> Budget:
     """Limits change in place. Changing the period or time zone starts the new period's count
     from what is spent now, rather than guessing what part of it fell in the new window."""
     budget = await get_budget(session, budget_id)
+    before = _terms(budget)
     fields = data.model_fields_set
     if "limit_usd" in fields:
         if data.limit_usd is None:
@@ -72,9 +78,32 @@ async def update_budget(session: AsyncSession, budget_id: str, data: BudgetUpdat
         if spent_is_current:
             budget.period_start = period_bounds(budget.period, budget.timezone, now)[0]
     await session.flush()
+    after = _terms(budget)
+    changed = {k: {"from": before[k], "to": after[k]} for k in after if after[k] != before[k]}
+    await _record(session, actor, "budget.updated", budget, {"changed": changed})
     return budget
 
 
-async def delete_budget(session: AsyncSession, budget_id: str) -> None:
-    await session.delete(await get_budget(session, budget_id))
+async def delete_budget(session: AsyncSession, budget_id: str, actor: Actor) -> None:
+    budget = await get_budget(session, budget_id)
+    await _record(session, actor, "budget.deleted", budget, _terms(budget))
+    await session.delete(budget)
     await session.flush()
+
+
+def _terms(budget: Budget) -> dict[str, Any]:
+    """What an admin sets on a budget, as the audit trail shows it (dollars, like the API)."""
+    soft = budget.soft_limit_micros
+    return {
+        "scope": budget.scope,
+        "scope_id": budget.scope_id,
+        "period": budget.period,
+        "timezone": budget.timezone,
+        "limit_usd": micros_to_usd(budget.limit_micros),
+        "soft_limit_usd": micros_to_usd(soft) if soft is not None else None,
+    }
+
+
+async def _record(session: AsyncSession, actor: Actor, action: str, budget: Budget, detail: dict[str, Any]) -> None:
+    owner = await scope_owner(session, budget.scope, budget.scope_id)
+    await audit.record(session, actor, action, "budget", budget.id, owner_id=owner, detail=detail)

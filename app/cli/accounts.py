@@ -6,6 +6,7 @@ import typer
 
 from app.accounts import service
 from app.accounts.schemas import Team, TeamCreate, User, UserCreate
+from app.audit.schemas import CLI
 from app.cli.runtime import emit, run_in_session
 
 teams = typer.Typer(help="Manage teams.", no_args_is_help=True)
@@ -19,7 +20,7 @@ USER_COLUMNS = ["id", "name", "role", "team_id", "created_at"]
 @teams.command("create")
 def create_team(name: str, as_json: JsonFlag = False) -> None:
     """Create a team."""
-    team = run_in_session(lambda s: service.create_team(s, TeamCreate(name=name)))
+    team = run_in_session(lambda s: service.create_team(s, TeamCreate(name=name), CLI))
     emit(Team.model_validate(team), as_json, TEAM_COLUMNS)
 
 
@@ -39,7 +40,7 @@ def create_user(
 ) -> None:
     """Create a user."""
     data = UserCreate.model_validate({"name": name, "team": team, "role": role})
-    user = run_in_session(lambda s: service.create_user(s, data))
+    user = run_in_session(lambda s: service.create_user(s, data, CLI))
     emit(User.model_validate(user), as_json, USER_COLUMNS)
 
 

@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+from app.audit.schemas import CLI
 from app.budgets import service as budgets
 from app.budgets.schemas import Budget, BudgetCreate, BudgetUpdate
 from app.cli.runtime import emit, load_settings, run_in_session
@@ -64,7 +65,7 @@ def create_budget(
     except ValidationError as exc:
         raise _invalid(exc) from exc
     default_tz = load_settings().spend.budget_timezone
-    budget = run_in_session(lambda s: budgets.create_budget(s, data, default_tz))
+    budget = run_in_session(lambda s: budgets.create_budget(s, data, default_tz, CLI))
     emit(Budget.of(budget, utcnow()), as_json, BUDGET_COLUMNS)
 
 
@@ -92,14 +93,14 @@ def update_budget(
         data = BudgetUpdate.model_validate({k: v for k, v in given.items() if v is not None})
     except ValidationError as exc:
         raise _invalid(exc) from exc
-    budget = run_in_session(lambda s: budgets.update_budget(s, budget_id, data))
+    budget = run_in_session(lambda s: budgets.update_budget(s, budget_id, data, CLI))
     emit(Budget.of(budget, utcnow()), as_json, BUDGET_COLUMNS)
 
 
 @budgets_cli.command("delete")
 def delete_budget(budget_id: str) -> None:
     """Remove a budget."""
-    run_in_session(lambda s: budgets.delete_budget(s, budget_id))
+    run_in_session(lambda s: budgets.delete_budget(s, budget_id, CLI))
     typer.echo(f"deleted {budget_id}")
 
 
@@ -121,7 +122,7 @@ def set_limits(
         )
     except ValidationError as exc:
         raise _invalid(exc) from exc
-    row = run_in_session(lambda s: limits.set_limits(s, data))
+    row = run_in_session(lambda s: limits.set_limits(s, data, CLI))
     emit(RateLimit.model_validate(row), as_json, LIMIT_COLUMNS)
 
 
@@ -135,5 +136,5 @@ def list_limits(as_json: JsonFlag = False) -> None:
 @limits_cli.command("delete")
 def delete_limits(limit_id: str) -> None:
     """Remove a rate limit."""
-    run_in_session(lambda s: limits.delete_limits(s, limit_id))
+    run_in_session(lambda s: limits.delete_limits(s, limit_id, CLI))
     typer.echo(f"deleted {limit_id}")

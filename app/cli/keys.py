@@ -7,6 +7,7 @@ from pydantic import ValidationError
 
 from app.api_keys import service
 from app.api_keys.schemas import ApiKey, ApiKeyCreate, ApiKeyCreated
+from app.audit.schemas import CLI
 from app.cli.runtime import emit, load_settings, run_in_session
 
 keys = typer.Typer(help="Issue, list and revoke API keys.", no_args_is_help=True)
@@ -35,7 +36,7 @@ def create_key(
         typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from exc
     secret = service.resolve_key_secret(load_settings())
-    key, token = run_in_session(lambda s: service.create_key(s, secret, data))
+    key, token = run_in_session(lambda s: service.create_key(s, secret, data, CLI))
     created = ApiKeyCreated(**ApiKey.model_validate(key).model_dump(), key=token)
     if as_json:
         emit(created, True, [])
@@ -56,5 +57,5 @@ def list_keys(
 @keys.command("revoke")
 def revoke_key(key_id: str, as_json: JsonFlag = False) -> None:
     """Revoke a key. Every replica refuses it within the auth cache TTL (at most 2 seconds)."""
-    key = run_in_session(lambda s: service.revoke_key(s, key_id))
+    key = run_in_session(lambda s: service.revoke_key(s, key_id, CLI))
     emit(ApiKey.model_validate(key), as_json, KEY_COLUMNS)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from app.api_keys.dependencies import CurrentPrincipal
+from app.audit.dependencies import listed_owner
 from app.conversations.dependencies import ConversationsDep
 from app.conversations.schemas import Conversation, ConversationCreate, ConversationUpdate, ItemsCreate
 from app.kit.pagination import CursorPage, Page, cursor_page
@@ -22,9 +25,9 @@ async def create_conversation(
 
 @router.get("", response_model=CursorPage[Conversation])
 async def list_conversations(
-    principal: CurrentPrincipal, conversations: ConversationsDep, page: Page
+    owner: Annotated[str, listed_owner("conversation")], conversations: ConversationsDep, page: Page
 ) -> CursorPage[Conversation]:
-    rows, has_more = await conversations.list(principal.user_id, page)
+    rows, has_more = await conversations.list(owner, page)
     return cursor_page([Conversation.of(r) for r in rows], has_more)
 
 
@@ -32,21 +35,21 @@ async def list_conversations(
 async def retrieve_conversation(
     conversation_id: str, principal: CurrentPrincipal, conversations: ConversationsDep
 ) -> Response:
-    return await conversations.retrieve(principal.user_id, conversation_id)
+    return await conversations.retrieve(principal, conversation_id)
 
 
 @router.post("/{conversation_id}")
 async def update_conversation(
     conversation_id: str, data: ConversationUpdate, principal: CurrentPrincipal, conversations: ConversationsDep
 ) -> Response:
-    return await conversations.update(principal.user_id, conversation_id, data)
+    return await conversations.update(principal, conversation_id, data)
 
 
 @router.delete("/{conversation_id}")
 async def delete_conversation(
     conversation_id: str, principal: CurrentPrincipal, conversations: ConversationsDep
 ) -> Response:
-    return await conversations.delete(principal.user_id, conversation_id)
+    return await conversations.delete(principal, conversation_id)
 
 
 @router.post("/{conversation_id}/items")
@@ -58,14 +61,14 @@ async def create_items(
     conversations: ConversationsDep,
 ) -> Response:
     query = request.query_params.multi_items()
-    return await conversations.create_items(principal.user_id, conversation_id, data, query)
+    return await conversations.create_items(principal, conversation_id, data, query)
 
 
 @router.get("/{conversation_id}/items")
 async def list_items(
     conversation_id: str, request: Request, principal: CurrentPrincipal, conversations: ConversationsDep
 ) -> Response:
-    return await conversations.list_items(principal.user_id, conversation_id, request.query_params.multi_items())
+    return await conversations.list_items(principal, conversation_id, request.query_params.multi_items())
 
 
 @router.get("/{conversation_id}/items/{item_id}")
@@ -73,11 +76,11 @@ async def retrieve_item(
     conversation_id: str, item_id: str, request: Request, principal: CurrentPrincipal, conversations: ConversationsDep
 ) -> Response:
     query = request.query_params.multi_items()
-    return await conversations.retrieve_item(principal.user_id, conversation_id, item_id, query)
+    return await conversations.retrieve_item(principal, conversation_id, item_id, query)
 
 
 @router.delete("/{conversation_id}/items/{item_id}")
 async def delete_item(
     conversation_id: str, item_id: str, principal: CurrentPrincipal, conversations: ConversationsDep
 ) -> Response:
-    return await conversations.delete_item(principal.user_id, conversation_id, item_id)
+    return await conversations.delete_item(principal, conversation_id, item_id)

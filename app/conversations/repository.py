@@ -5,6 +5,7 @@ from datetime import datetime
 
 from sqlalchemy import case, select, update
 
+from app.kit.ownership import Owner, owned_by
 from app.kit.pagination import PageParams, keyset_page
 from app.kit.repository import RepositoryBase
 from app.models import Conversation
@@ -13,9 +14,11 @@ from app.models import Conversation
 class ConversationRepository(RepositoryBase[Conversation]):
     model = Conversation
 
-    async def get_owned(self, conversation_id: str, user_id: str) -> Conversation | None:
+    async def get_owned(self, conversation_id: str, owner: Owner) -> Conversation | None:
         """Another user's conversation is as absent as an unknown one."""
-        statement = select(Conversation).where(Conversation.id == conversation_id, Conversation.user_id == user_id)
+        statement = select(Conversation).where(
+            Conversation.id == conversation_id, owned_by(Conversation.user_id, owner)
+        )
         return await self.get_one_or_none(statement)
 
     async def page(

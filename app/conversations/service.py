@@ -17,6 +17,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.responses import Response
 
+from app.api_keys.schemas import Principal
+from app.audit.schemas import ObjectAction
+from app.audit.support import Target, reach_upstream
 from app.conversations.repository import ConversationRepository
 from app.conversations.schemas import ConversationCreate, ConversationUpdate, ItemsCreate
 from app.errors import UpstreamError
@@ -58,52 +61,61 @@ class Conversations:
             await ConversationRepository(session).create(row)
         return relay(reply)
 
-    async def _owned(self, user_id: str, conversation_id: str) -> str:
-        """The id as an upstream path segment, once it is known to be the caller's."""
-        async with self.sessionmaker() as session:
-            row = await ConversationRepository(session).get_owned(conversation_id, user_id)
-        if row is None:
+    async def _owned(self, principal: Principal, conversation_id: str, action: ObjectAction = "object.read") -> str:
+        """The id as an upstream path segment, once the caller may reach it: its own, or for an
+        admin any (support access, audited), even one made upstream outside Tollgate."""
+        async with self.sessionmaker.begin() as session:
+            repo = ConversationRepository(session)
+            found = await reach_upstream(
+                session,
+                principal,
+                Target("conversation", conversation_id),
+                lambda owner: repo.get_owned(conversation_id, owner),
+                action,
+            )
+        if found is None:
             raise conversation_not_found(conversation_id)
-        return path_id(row.id)
+        return path_id(found.id)
 
-    async def retrieve(self, user_id: str, conversation_id: str) -> Response:
-        path = await self._owned(user_id, conversation_id)
+    async def retrieve(self, principal: Principal, conversation_id: str) -> Response:
+        path = await self._owned(principal, conversation_id)
         return relay(await self.upstream.request("GET", f"/conversations/{path}"))
 
-    async def update(self, user_id: str, conversation_id: str, data: ConversationUpdate) -> Response:
-        path = await self._owned(user_id, conversation_id)
+    async def update(self, principal: Principal, conversation_id: str, data: ConversationUpdate) -> Response:
+        path = await self._owned(principal, conversation_id, "object.updated")
         body = json.dumps(data.model_dump(exclude_unset=True)).encode()
         reply = await self.upstream.request("POST", f"/conversations/{path}", body)
         updated = _object_of(reply.content)
         async with self.sessionmaker.begin() as session:
-            row = await ConversationRepository(session).get_owned(conversation_id, user_id)
+            row = await ConversationRepository(session).get_by_id(conversation_id)
             if row is not None:
                 row.meta = updated.get("metadata") or {}
         return relay(reply)
 
-    async def delete(self, user_id: str, conversation_id: str) -> Response:
-        path = await self._owned(user_id, conversation_id)
+    async def delete(self, principal: Principal, conversation_id: str) -> Response:
+        path = await self._owned(principal, conversation_id, "object.deleted")
         reply = await self.upstream.request("DELETE", f"/conversations/{path}")
         async with self.sessionmaker.begin() as session:
             repo = ConversationRepository(session)
-            row = await repo.get_owned(conversation_id, user_id)
+            row = await repo.get_by_id(conversation_id)
             if row is not None:
                 await repo.delete(row)
         return relay(reply)
 
-    async def list(self, user_id: str, params: PageParams) -> tuple[list[Conversation], bool]:
-        """Newest first by default. Tollgate's own addition: OpenAI cannot list conversations."""
+    async def list(self, owner_id: str, params: PageParams) -> tuple[list[Conversation], bool]:
+        """``owner_id``'s conversations (the caller's, or the user an admin asked for), newest
+        first by default. Tollgate's own addition: OpenAI cannot list conversations."""
         async with self.sessionmaker() as session:
             repo = ConversationRepository(session)
-            anchor = await cursor_anchor(params, lambda id_: repo.get_owned(id_, user_id), "conversation")
-            rows, has_more = await repo.page(user_id, params, anchor)
+            anchor = await cursor_anchor(params, lambda id_: repo.get_owned(id_, owner_id), "conversation")
+            rows, has_more = await repo.page(owner_id, params, anchor)
         return list(rows), has_more
 
     async def create_items(
-        self, user_id: str, conversation_id: str, data: ItemsCreate, query: Iterable[tuple[str, str]]
+        self, principal: Principal, conversation_id: str, data: ItemsCreate, query: Iterable[tuple[str, str]]
     ) -> Response:
         check_input(data.items, "items")
-        path = await self._owned(user_id, conversation_id)
+        path = await self._owned(principal, conversation_id, "object.updated")
         body = json.dumps(data.model_dump(exclude_unset=True)).encode()
         reply = await self.upstream.request(
             "POST", f"/conversations/{path}/items{forward_query(query, _READ_QUERY)}", body
@@ -112,20 +124,22 @@ class Conversations:
             await ConversationRepository(session).add_context(conversation_id, items_tokens(data.items))
         return relay(reply)
 
-    async def list_items(self, user_id: str, conversation_id: str, query: Iterable[tuple[str, str]]) -> Response:
-        path = await self._owned(user_id, conversation_id)
+    async def list_items(
+        self, principal: Principal, conversation_id: str, query: Iterable[tuple[str, str]]
+    ) -> Response:
+        path = await self._owned(principal, conversation_id)
         items = f"/conversations/{path}/items{forward_query(query, _LIST_QUERY)}"
         return relay(await self.upstream.request("GET", items))
 
     async def retrieve_item(
-        self, user_id: str, conversation_id: str, item_id: str, query: Iterable[tuple[str, str]]
+        self, principal: Principal, conversation_id: str, item_id: str, query: Iterable[tuple[str, str]]
     ) -> Response:
-        path = await self._owned(user_id, conversation_id)
+        path = await self._owned(principal, conversation_id)
         item = f"/conversations/{path}/items/{path_id(item_id)}{forward_query(query, _READ_QUERY)}"
         return relay(await self.upstream.request("GET", item))
 
-    async def delete_item(self, user_id: str, conversation_id: str, item_id: str) -> Response:
-        path = await self._owned(user_id, conversation_id)
+    async def delete_item(self, principal: Principal, conversation_id: str, item_id: str) -> Response:
+        path = await self._owned(principal, conversation_id, "object.updated")
         return relay(await self.upstream.request("DELETE", f"/conversations/{path}/items/{path_id(item_id)}"))
 
 

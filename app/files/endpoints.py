@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from app.api_keys.dependencies import CurrentPrincipal
+from app.audit.dependencies import listed_owner
 from app.db import SessionDep
 from app.files import service
 from app.files.dependencies import FilePage, FilesDep, declared_length
@@ -39,9 +42,9 @@ async def upload_file(request: Request, principal: CurrentPrincipal, files: File
 
 @router.get("", response_model=CursorPage[FileObject])
 async def list_files(
-    principal: CurrentPrincipal, session: SessionDep, page: FilePage, purpose: str | None = None
+    owner: Annotated[str, listed_owner("file")], session: SessionDep, page: FilePage, purpose: str | None = None
 ) -> CursorPage[FileObject]:
-    rows, has_more = await service.page(session, principal, page, purpose)
+    rows, has_more = await service.page(session, owner, page, purpose)
     return cursor_page([FileObject.of(r) for r in rows], has_more)
 
 

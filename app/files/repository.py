@@ -5,6 +5,7 @@ from datetime import datetime
 
 from sqlalchemy import delete, select
 
+from app.kit.ownership import Owner, owned_by
 from app.kit.pagination import PageParams, keyset_page
 from app.kit.repository import RepositoryBase
 from app.models import File
@@ -13,9 +14,9 @@ from app.models import File
 class FileRepository(RepositoryBase[File]):
     model = File
 
-    async def get_owned(self, file_id: str, user_id: str) -> File | None:
+    async def get_owned(self, file_id: str, owner: Owner) -> File | None:
         """Another user's file is as absent as an unknown one."""
-        return await self.get_one_or_none(select(File).where(File.id == file_id, File.user_id == user_id))
+        return await self.get_one_or_none(select(File).where(File.id == file_id, owned_by(File.user_id, owner)))
 
     async def page(
         self, user_id: str, page: PageParams, anchor: tuple[datetime, str] | None, purpose: str | None

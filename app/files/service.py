@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.responses import Response, StreamingResponse
 
 from app.api_keys.schemas import Principal
+from app.audit.schemas import ObjectAction
+from app.audit.support import Reached, Target, reach_upstream
 from app.config import FileSettings
 from app.db import DB_ERRORS
 from app.errors import GatewayError, InvalidRequest, NotFound, ServiceUnavailable
@@ -78,11 +80,12 @@ async def record_file(session: AsyncSession, user_id: str, file: UpstreamFile) -
 
 
 async def page(
-    session: AsyncSession, principal: Principal, params: PageParams, purpose: str | None
+    session: AsyncSession, owner_id: str, params: PageParams, purpose: str | None
 ) -> tuple[list[File], bool]:
+    """``owner_id``'s files: the caller's own, or the user an admin asked for."""
     repo = FileRepository(session)
-    anchor = await cursor_anchor(params, lambda id_: repo.get_owned(id_, principal.user_id), "file")
-    rows, has_more = await repo.page(principal.user_id, params, anchor, purpose)
+    anchor = await cursor_anchor(params, lambda id_: repo.get_owned(id_, owner_id), "file")
+    rows, has_more = await repo.page(owner_id, params, anchor, purpose)
     return list(rows), has_more
 
 
@@ -122,12 +125,16 @@ class FileService:
                 await self.upstream.request("DELETE", file_path(file.id))
             raise ServiceUnavailable("Tollgate could not record the file, so it was not kept; retry later.") from None
 
-    async def owned(self, principal: Principal, file_id: str) -> File:
-        async with self.sessionmaker() as session:
-            row = await FileRepository(session).get_owned(file_id, principal.user_id)
-        if row is None:
+    async def owned(self, principal: Principal, file_id: str, action: ObjectAction = "object.read") -> Reached[File]:
+        """The caller's file; for an admin any file, even one made upstream outside Tollgate."""
+        async with self.sessionmaker.begin() as session:
+            repo = FileRepository(session)
+            found = await reach_upstream(
+                session, principal, Target("file", file_id), lambda owner: repo.get_owned(file_id, owner), action
+            )
+        if found is None:
             raise file_not_found(file_id)
-        return row
+        return found
 
     async def retrieve(self, principal: Principal, file_id: str) -> Response:
         row = await self.owned(principal, file_id)
@@ -145,7 +152,7 @@ class FileService:
         )
 
     async def delete(self, principal: Principal, file_id: str) -> Response:
-        row = await self.owned(principal, file_id)
+        row = await self.owned(principal, file_id, "object.deleted")
         try:
             content = (await self.upstream.request("DELETE", file_path(row.id))).content
         except NotFound:

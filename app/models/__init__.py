@@ -2,6 +2,7 @@
 
 from app.models.api_key import ApiKey
 from app.models.assistant import Assistant
+from app.models.audit_event import AuditEvent
 from app.models.base import Base
 from app.models.batch import Batch
 from app.models.budget import Budget
@@ -24,6 +25,7 @@ from app.models.vector_store import VectorStore
 __all__ = [
     "ApiKey",
     "Assistant",
+    "AuditEvent",
     "Base",
     "Batch",
     "Budget",

@@ -30,21 +30,21 @@ async def retrieve_response(
             "Streaming a retrieved response is only for background responses, which Tollgate does not serve.",
             param="stream",
         )
-    return await responses.retrieve(principal.user_id, response_id, request.query_params.multi_items())
+    return await responses.retrieve(principal, response_id, request.query_params.multi_items())
 
 
 @router.delete("/{response_id}")
 async def delete_response(response_id: str, principal: CurrentPrincipal, responses: ResponsesDep) -> Response:
-    return await responses.delete(principal.user_id, response_id)
+    return await responses.delete(principal, response_id)
 
 
 @router.post("/{response_id}/cancel")
 async def cancel_response(response_id: str, principal: CurrentPrincipal, responses: ResponsesDep) -> Response:
-    return await responses.cancel(principal.user_id, response_id)
+    return await responses.cancel(principal, response_id)
 
 
 @router.get("/{response_id}/input_items")
 async def list_input_items(
     response_id: str, request: Request, principal: CurrentPrincipal, responses: ResponsesDep
 ) -> Response:
-    return await responses.input_items(principal.user_id, response_id, request.query_params.multi_items())
+    return await responses.input_items(principal, response_id, request.query_params.multi_items())

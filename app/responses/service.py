@@ -17,6 +17,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.responses import Response
 
+from app.api_keys.schemas import Principal
+from app.audit.schemas import ObjectAction
+from app.audit.support import Target, reach_upstream
 from app.conversations.repository import ConversationRepository
 from app.db import DB_ERRORS
 from app.errors import NotFound
@@ -138,32 +141,40 @@ class Responses:
         except DB_ERRORS as exc:
             log.error("could not record the owner of response %s: %s", response_id, type(exc).__name__)
 
-    async def _owned(self, user_id: str, response_id: str) -> str:
-        """The response id as an upstream path segment, once it is known to be the caller's."""
-        async with self.sessionmaker() as session:
-            record = await ResponseRepository(session).get_owned(response_id, user_id)
-        if record is None:
+    async def _owned(self, principal: Principal, response_id: str, action: ObjectAction = "object.read") -> str:
+        """The response id as an upstream path segment, once the caller may reach it: its own, or
+        for an admin any (support access, audited), even one made upstream outside Tollgate."""
+        async with self.sessionmaker.begin() as session:
+            repo = ResponseRepository(session)
+            found = await reach_upstream(
+                session,
+                principal,
+                Target("response", response_id),
+                lambda owner: repo.get_owned(response_id, owner),
+                action,
+            )
+        if found is None:
             raise response_not_found(response_id)
-        return path_id(record.id)
+        return path_id(found.id)
 
-    async def retrieve(self, user_id: str, response_id: str, query: Iterable[tuple[str, str]]) -> Response:
-        path = await self._owned(user_id, response_id)
+    async def retrieve(self, principal: Principal, response_id: str, query: Iterable[tuple[str, str]]) -> Response:
+        path = await self._owned(principal, response_id)
         upstream = self.gateway.upstream
         return relay(await upstream.request("GET", f"/responses/{path}{forward_query(query, _READ_QUERY)}"))
 
-    async def delete(self, user_id: str, response_id: str) -> Response:
-        path = await self._owned(user_id, response_id)
+    async def delete(self, principal: Principal, response_id: str) -> Response:
+        path = await self._owned(principal, response_id, "object.deleted")
         reply = await self.gateway.upstream.request("DELETE", f"/responses/{path}")
         async with self.sessionmaker.begin() as session:
             await ResponseRepository(session).delete_by_id(response_id)
         return relay(reply)
 
-    async def cancel(self, user_id: str, response_id: str) -> Response:
-        path = await self._owned(user_id, response_id)
+    async def cancel(self, principal: Principal, response_id: str) -> Response:
+        path = await self._owned(principal, response_id, "object.updated")
         return relay(await self.gateway.upstream.request("POST", f"/responses/{path}/cancel"))
 
-    async def input_items(self, user_id: str, response_id: str, query: Iterable[tuple[str, str]]) -> Response:
-        path = await self._owned(user_id, response_id)
+    async def input_items(self, principal: Principal, response_id: str, query: Iterable[tuple[str, str]]) -> Response:
+        path = await self._owned(principal, response_id)
         query_string = forward_query(query, _LIST_QUERY)
         return relay(await self.gateway.upstream.request("GET", f"/responses/{path}/input_items{query_string}"))
 

@@ -5,6 +5,7 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 
+from app.kit.ownership import Owner, owned_by
 from app.kit.pagination import PageParams, keyset_page
 from app.kit.repository import RepositoryBase
 from app.models import ThreadRun, ThreadRunStep
@@ -14,9 +15,9 @@ from app.models.thread_run import UNFINISHED_STATUSES
 class RunRepository(RepositoryBase[ThreadRun]):
     model = ThreadRun
 
-    async def get_owned(self, thread_id: str, run_id: str, user_id: str) -> ThreadRun | None:
+    async def get_owned(self, thread_id: str, run_id: str, owner: Owner) -> ThreadRun | None:
         statement = select(ThreadRun).where(
-            ThreadRun.id == run_id, ThreadRun.thread_id == thread_id, ThreadRun.user_id == user_id
+            ThreadRun.id == run_id, ThreadRun.thread_id == thread_id, owned_by(ThreadRun.user_id, owner)
         )
         return await self.get_one_or_none(statement)
 

@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api_keys.schemas import Principal
 from app.assistants import service as assistants
+from app.audit.schemas import ObjectAction
+from app.audit.support import Target, reach
 from app.errors import Conflict, GatewayError, InvalidRequest, NotFound
 from app.gateway.service import CallContext, Gateway
 from app.kit.crypto import new_id
@@ -43,10 +45,19 @@ def run_not_found(run_id: str) -> NotFound:
     return NotFound(f"No run found with id '{run_id}'.", param="run_id")
 
 
-async def get_run(session: AsyncSession, principal: Principal, thread_id: str, run_id: str) -> ThreadRun:
+async def get_run(
+    session: AsyncSession,
+    principal: Principal,
+    thread_id: str,
+    run_id: str,
+    action: ObjectAction = "object.read",
+    detail: dict[str, Any] | None = None,
+) -> ThreadRun:
+    """The caller's run; for an admin anyone's (support access, audited)."""
     repo = RunRepository(session)
     await repo.expire_overdue(thread_id, utcnow())
-    run = await repo.get_owned(thread_id, run_id, principal.user_id)
+    find = lambda owner: repo.get_owned(thread_id, run_id, owner)  # noqa: E731 - one use
+    run = await reach(session, principal, Target("thread.run", run_id), find, action, detail)
     if run is None:
         raise run_not_found(run_id)
     return run
@@ -55,10 +66,10 @@ async def get_run(session: AsyncSession, principal: Principal, thread_id: str, r
 async def list_runs(
     session: AsyncSession, principal: Principal, thread_id: str, page: PageParams
 ) -> tuple[list[ThreadRun], bool]:
-    thread = await threads.get_thread(session, principal, thread_id)
+    thread = await threads.get_thread(session, principal, thread_id, "object.listed", {"list": "runs"})
     repo = RunRepository(session)
     await repo.expire_overdue(thread.id, utcnow())
-    anchor = await cursor_anchor(page, lambda id_: repo.get_owned(thread.id, id_, principal.user_id), "run")
+    anchor = await cursor_anchor(page, lambda id_: repo.get_owned(thread.id, id_, thread.user_id), "run")
     rows, has_more = await repo.page(thread.id, page, anchor)
     return list(rows), has_more
 
@@ -70,8 +81,8 @@ def step_not_found(step_id: str) -> NotFound:
 async def get_step(
     session: AsyncSession, principal: Principal, thread_id: str, run_id: str, step_id: str
 ) -> ThreadRunStep:
-    run = await get_run(session, principal, thread_id, run_id)
-    step = await RunStepRepository(session).get_owned(run.id, step_id, principal.user_id)
+    run = await get_run(session, principal, thread_id, run_id, detail={"step_id": step_id})
+    step = await RunStepRepository(session).get_owned(run.id, step_id, run.user_id)
     if step is None:
         raise step_not_found(step_id)
     return step
@@ -80,9 +91,9 @@ async def get_step(
 async def list_steps(
     session: AsyncSession, principal: Principal, thread_id: str, run_id: str, page: PageParams
 ) -> tuple[list[ThreadRunStep], bool]:
-    run = await get_run(session, principal, thread_id, run_id)
+    run = await get_run(session, principal, thread_id, run_id, "object.listed", {"list": "steps"})
     repo = RunStepRepository(session)
-    anchor = await cursor_anchor(page, lambda id_: repo.get_owned(run.id, id_, principal.user_id), "step")
+    anchor = await cursor_anchor(page, lambda id_: repo.get_owned(run.id, id_, run.user_id), "step")
     rows, has_more = await repo.page(run.id, page, anchor)
     return list(rows), has_more
 
@@ -90,7 +101,7 @@ async def list_steps(
 async def update_run(
     session: AsyncSession, principal: Principal, thread_id: str, run_id: str, data: RunUpdate
 ) -> ThreadRun:
-    run = await get_run(session, principal, thread_id, run_id)
+    run = await get_run(session, principal, thread_id, run_id, "object.updated")
     if "metadata" in data.model_fields_set:
         run.meta = data.metadata or {}
     await session.flush()
@@ -107,7 +118,7 @@ class RunExecutor:
 
     async def start(self, principal: Principal, thread_id: str, data: RunCreate) -> ThreadRun:
         async with self.sessionmaker.begin() as session:
-            thread = await threads.get_thread(session, principal, thread_id)
+            thread = await threads.own_thread(session, principal, thread_id)
             return await self._start(session, principal, thread.id, data)
 
     async def start_with_thread(self, principal: Principal, data: ThreadAndRunCreate) -> ThreadRun:
@@ -117,7 +128,7 @@ class RunExecutor:
             return await self._start(session, principal, thread.id, data)
 
     async def _start(self, session: AsyncSession, principal: Principal, thread_id: str, data: RunCreate) -> ThreadRun:
-        assistant = await assistants.get(session, principal, data.assistant_id)
+        assistant = await assistants.own(session, principal, data.assistant_id)
         self.gateway.authorize(principal, data.model or assistant.model)
         repo = RunRepository(session)
         await repo.expire_overdue(thread_id, utcnow())
@@ -133,7 +144,12 @@ class RunExecutor:
         self, principal: Principal, thread_id: str, run_id: str, data: ToolOutputs
     ) -> ThreadRun:
         async with self.sessionmaker.begin() as session:
-            run = await get_run(session, principal, thread_id, run_id)
+            # Owner only, admins too: the run's next call is billed to whoever submits.
+            repo = RunRepository(session)
+            await repo.expire_overdue(thread_id, utcnow())
+            run = await repo.get_owned(thread_id, run_id, principal.user_id)
+            if run is None:
+                raise run_not_found(run_id)
             if run.status != "requires_action" or run.required_action is None:
                 raise InvalidRequest(f"Run {run_id} is not waiting for tool outputs (status {run.status}).")
             wanted = {c["id"] for c in run.required_action["submit_tool_outputs"]["tool_calls"]}
@@ -152,7 +168,7 @@ class RunExecutor:
 
     async def cancel(self, principal: Principal, thread_id: str, run_id: str) -> ThreadRun:
         async with self.sessionmaker.begin() as session:
-            run = await get_run(session, principal, thread_id, run_id)
+            run = await get_run(session, principal, thread_id, run_id, "object.updated")
             if run.status not in CANCELLABLE:
                 raise Conflict(f"Cannot cancel run {run_id}: it is already {run.status}.")
             # A run mid-call is finished by its executor, which sees the request and stops there.

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
 from fastapi import APIRouter, Request
 
-from app.accounts import service as accounts
 from app.api_keys.dependencies import AdminPrincipal, CurrentPrincipal
+from app.audit import support
+from app.audit.dependencies import listed_owner
 from app.db import SessionDep
 from app.kit.pagination import CursorPage, Page, cursor_page
 from app.kit.schemas import Deleted
@@ -33,9 +35,9 @@ async def create_thread(data: ThreadCreate, principal: CurrentPrincipal, session
 
 @router.get("", response_model=CursorPage[Thread])
 async def list_threads(
-    request: Request, principal: CurrentPrincipal, session: SessionDep, page: Page
+    request: Request, owner: Annotated[str, listed_owner("thread")], session: SessionDep, page: Page
 ) -> CursorPage[Thread]:
-    rows, has_more = await service.list_threads(session, principal.user_id, page, _metadata_filter(request))
+    rows, has_more = await service.list_threads(session, owner, page, _metadata_filter(request))
     return cursor_page([Thread.of(r) for r in rows], has_more)
 
 
@@ -90,9 +92,9 @@ async def delete_message(thread_id: str, message_id: str, principal: CurrentPrin
 
 @admin_router.get("/{user_ref}/threads", response_model=CursorPage[Thread])
 async def list_user_threads(
-    user_ref: str, request: Request, _: AdminPrincipal, session: SessionDep, page: Page
+    user_ref: str, request: Request, admin: AdminPrincipal, session: SessionDep, page: Page
 ) -> CursorPage[Thread]:
-    """Support work: a user's threads, by user id or name."""
-    user = await accounts.get_user(session, user_ref)
-    rows, has_more = await service.list_threads(session, user.id, page, _metadata_filter(request))
+    """Support work: a user's threads, by user id or name; the same as ``GET /v1/threads?user=``."""
+    owner = await support.list_owner(session, admin, "thread", user_ref)
+    rows, has_more = await service.list_threads(session, owner, page, _metadata_filter(request))
     return cursor_page([Thread.of(r) for r in rows], has_more)

@@ -6,6 +6,7 @@ from datetime import datetime
 from sqlalchemy import select
 
 from app.kit.db_types import utcnow
+from app.kit.ownership import Owner, owned_by
 from app.kit.pagination import PageParams, keyset_page
 from app.kit.repository import RepositoryBase
 from app.models import Thread, ThreadMessage, ThreadRun
@@ -15,9 +16,9 @@ from app.models.thread_run import UNFINISHED_STATUSES
 class ThreadRepository(RepositoryBase[Thread]):
     model = Thread
 
-    async def get_owned(self, thread_id: str, user_id: str) -> Thread | None:
+    async def get_owned(self, thread_id: str, owner: Owner) -> Thread | None:
         """Another user's thread is as absent as an unknown one."""
-        return await self.get_one_or_none(select(Thread).where(Thread.id == thread_id, Thread.user_id == user_id))
+        return await self.get_one_or_none(select(Thread).where(Thread.id == thread_id, owned_by(Thread.user_id, owner)))
 
     async def page(
         self, user_id: str, page: PageParams, anchor: tuple[datetime, str] | None, metadata: Mapping[str, str]
@@ -44,9 +45,11 @@ class ThreadRepository(RepositoryBase[Thread]):
 class MessageRepository(RepositoryBase[ThreadMessage]):
     model = ThreadMessage
 
-    async def get_owned(self, thread_id: str, message_id: str, user_id: str) -> ThreadMessage | None:
+    async def get_owned(self, thread_id: str, message_id: str, owner: Owner) -> ThreadMessage | None:
         statement = select(ThreadMessage).where(
-            ThreadMessage.id == message_id, ThreadMessage.thread_id == thread_id, ThreadMessage.user_id == user_id
+            ThreadMessage.id == message_id,
+            ThreadMessage.thread_id == thread_id,
+            owned_by(ThreadMessage.user_id, owner),
         )
         return await self.get_one_or_none(statement)
 

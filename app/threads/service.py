@@ -10,6 +10,8 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api_keys.schemas import Principal
+from app.audit.schemas import ObjectAction
+from app.audit.support import Target, reach
 from app.errors import InvalidRequest, NotFound
 from app.kit.crypto import new_id
 from app.kit.db_types import utcnow
@@ -35,7 +37,24 @@ async def create_thread(session: AsyncSession, principal: Principal, data: Threa
     return thread
 
 
-async def get_thread(session: AsyncSession, principal: Principal, thread_id: str) -> Thread:
+async def get_thread(
+    session: AsyncSession,
+    principal: Principal,
+    thread_id: str,
+    action: ObjectAction = "object.read",
+    detail: dict[str, Any] | None = None,
+) -> Thread:
+    """The caller's thread; for an admin anyone's (support access, audited)."""
+    repo = ThreadRepository(session)
+    target = Target("thread", thread_id)
+    thread = await reach(session, principal, target, lambda owner: repo.get_owned(thread_id, owner), action, detail)
+    if thread is None:
+        raise thread_not_found(thread_id)
+    return thread
+
+
+async def own_thread(session: AsyncSession, principal: Principal, thread_id: str) -> Thread:
+    """The caller's own thread, admin or not: what a run or a chat it pays for may use."""
     thread = await ThreadRepository(session).get_owned(thread_id, principal.user_id)
     if thread is None:
         raise thread_not_found(thread_id)
@@ -43,7 +62,7 @@ async def get_thread(session: AsyncSession, principal: Principal, thread_id: str
 
 
 async def update_thread(session: AsyncSession, principal: Principal, thread_id: str, data: ThreadUpdate) -> Thread:
-    thread = await get_thread(session, principal, thread_id)
+    thread = await get_thread(session, principal, thread_id, "object.updated")
     if "metadata" in data.model_fields_set:
         thread.meta = data.metadata or {}
     if "tool_resources" in data.model_fields_set:
@@ -53,7 +72,7 @@ async def update_thread(session: AsyncSession, principal: Principal, thread_id: 
 
 
 async def delete_thread(session: AsyncSession, principal: Principal, thread_id: str) -> None:
-    await ThreadRepository(session).delete(await get_thread(session, principal, thread_id))
+    await ThreadRepository(session).delete(await get_thread(session, principal, thread_id, "object.deleted"))
 
 
 async def list_threads(
@@ -69,12 +88,23 @@ async def list_threads(
 async def create_message(
     session: AsyncSession, principal: Principal, thread_id: str, data: MessageCreate
 ) -> ThreadMessage:
-    thread = await get_thread(session, principal, thread_id)
+    thread = await get_thread(session, principal, thread_id, "object.updated", {"added": "message"})
     return await _add_message(session, thread, data)
 
 
-async def get_message(session: AsyncSession, principal: Principal, thread_id: str, message_id: str) -> ThreadMessage:
-    message = await MessageRepository(session).get_owned(thread_id, message_id, principal.user_id)
+async def get_message(
+    session: AsyncSession,
+    principal: Principal,
+    thread_id: str,
+    message_id: str,
+    action: ObjectAction = "object.read",
+) -> ThreadMessage:
+    """The caller's message; for an admin anyone's (support access, audited)."""
+    repo = MessageRepository(session)
+    target = Target("thread.message", message_id)
+    message = await reach(
+        session, principal, target, lambda owner: repo.get_owned(thread_id, message_id, owner), action
+    )
     if message is None:
         raise NotFound(f"No message found with id '{message_id}'.", param="message_id")
     return message
@@ -83,7 +113,7 @@ async def get_message(session: AsyncSession, principal: Principal, thread_id: st
 async def update_message(
     session: AsyncSession, principal: Principal, thread_id: str, message_id: str, data: MessageUpdate
 ) -> ThreadMessage:
-    message = await get_message(session, principal, thread_id, message_id)
+    message = await get_message(session, principal, thread_id, message_id, "object.updated")
     if "metadata" in data.model_fields_set:
         message.meta = data.metadata or {}
     await session.flush()
@@ -91,15 +121,16 @@ async def update_message(
 
 
 async def delete_message(session: AsyncSession, principal: Principal, thread_id: str, message_id: str) -> None:
-    await MessageRepository(session).delete(await get_message(session, principal, thread_id, message_id))
+    message = await get_message(session, principal, thread_id, message_id, "object.deleted")
+    await MessageRepository(session).delete(message)
 
 
 async def list_messages(
     session: AsyncSession, principal: Principal, thread_id: str, params: PageParams, run_id: str | None
 ) -> tuple[list[ThreadMessage], bool]:
-    thread = await get_thread(session, principal, thread_id)
+    thread = await get_thread(session, principal, thread_id, "object.listed", {"list": "messages"})
     repo = MessageRepository(session)
-    anchor = await cursor_anchor(params, lambda id_: repo.get_owned(thread.id, id_, principal.user_id), "message")
+    anchor = await cursor_anchor(params, lambda id_: repo.get_owned(thread.id, id_, thread.user_id), "message")
     rows, has_more = await repo.page(thread.id, params, anchor, run_id)
     return list(rows), has_more
 
@@ -139,7 +170,7 @@ class ThreadChats:
         """The body to send, and what to call with the answer's text."""
         lead, new = _split_chat_messages(body)
         async with self.sessionmaker() as session:
-            thread = await get_thread(session, principal, thread_id)
+            thread = await own_thread(session, principal, thread_id)
             if await ThreadRepository(session).has_active_run(thread.id):
                 raise InvalidRequest(
                     f"Thread {thread.id} has an active run; wait for it to finish.",

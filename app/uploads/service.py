@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.responses import Response
 
 from app.api_keys.schemas import Principal
+from app.audit.support import Reached, Target, reach_upstream
 from app.config import FileSettings
 from app.db import DB_ERRORS
 from app.errors import GatewayError, NotFound, ServiceUnavailable
@@ -78,12 +79,20 @@ class UploadService:
         log.info("upload %s begun: %d bytes, purpose %s", upload.id, upload.bytes, upload.purpose)
         return _json(reply.content)
 
-    async def owned(self, principal: Principal, upload_id: str) -> Upload:
-        async with self.sessionmaker() as session:
-            row = await UploadRepository(session).get_owned(upload_id, principal.user_id)
-        if row is None:
+    async def owned(self, principal: Principal, upload_id: str) -> Reached[Upload]:
+        """Every upload route changes the upload, so an admin's support access is ``object.updated``."""
+        async with self.sessionmaker.begin() as session:
+            repo = UploadRepository(session)
+            found = await reach_upstream(
+                session,
+                principal,
+                Target("upload", upload_id),
+                lambda owner: repo.get_owned(upload_id, owner),
+                "object.updated",
+            )
+        if found is None:
             raise upload_not_found(upload_id)
-        return row
+        return found
 
     async def add_part(
         self,
@@ -103,7 +112,9 @@ class UploadService:
         reply = await self.upstream.request("POST", _path(row.id) + "/complete", raw)
         upload = parse_upstream(UpstreamUpload, reply.content)
         if upload.file is not None:
-            await self.files.own(principal.user_id, upload.file)
+            # The upload's owner's, also when an admin completed it for them (the admin's own when
+            # the upload was made outside Tollgate and nobody is known to own it).
+            await self.files.own(row.owner_id or principal.user_id, upload.file)
         await self._set_status(upload)
         log.info("upload %s completed as file %s", upload.id, upload.file.id if upload.file else None)
         return _json(reply.content)

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request, Response
 
 from app.api_keys.dependencies import AdminPrincipal
+from app.audit.schemas import Actor
 from app.db import SessionDep
 from app.kit.schemas import ListResponse
 from app.upstreams.schemas import Upstream, UpstreamPut
@@ -31,12 +32,12 @@ async def list_upstreams(session: SessionDep, directory: Directory, _: AdminPrin
 
 @router.put("/{name}", response_model=Upstream)
 async def put_upstream(
-    name: Name, data: UpstreamPut, session: SessionDep, directory: Directory, _: AdminPrincipal
+    name: Name, data: UpstreamPut, session: SessionDep, directory: Directory, admin: AdminPrincipal
 ) -> Upstream:
-    return await directory.put(session, name, data)
+    return await directory.put(session, name, data, Actor.of(admin))
 
 
 @router.delete("/{name}", status_code=204)
-async def delete_upstream(name: Name, session: SessionDep, directory: Directory, _: AdminPrincipal) -> Response:
-    await directory.delete(session, name)
+async def delete_upstream(name: Name, session: SessionDep, directory: Directory, admin: AdminPrincipal) -> Response:
+    await directory.delete(session, name, Actor.of(admin))
     return Response(status_code=204)

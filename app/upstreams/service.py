@@ -7,11 +7,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 from cryptography.fernet import Fernet, InvalidToken
 from pydantic import SecretStr, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.audit import service as audit
+from app.audit.schemas import Actor
 from app.config import UpstreamTarget
 from app.errors import InvalidRequest, NotFound
 from app.gateway.upstream import Upstream
@@ -57,7 +60,7 @@ class UpstreamDirectory:
     async def views(self, session: AsyncSession) -> list[UpstreamView]:
         return [_view(e) for e in await self.apply(session)]
 
-    async def put(self, session: AsyncSession, name: str, data: UpstreamPut) -> UpstreamView:
+    async def put(self, session: AsyncSession, name: str, data: UpstreamPut, actor: Actor) -> UpstreamView:
         repo = UpstreamRepository(session)
         row = await repo.get_by_id(name)
         if row is None:
@@ -72,15 +75,25 @@ class UpstreamDirectory:
         except ValidationError as exc:
             raise InvalidRequest(f"Invalid upstream: {exc.errors()[0]['msg']}.", param="name") from None
         await session.flush()
+        # The key itself never: only whether this change set one.
+        detail = {
+            "base_url": _without_credentials(data.base_url),
+            "weight": data.weight,
+            "models": data.models,
+            "enabled": data.enabled,
+            "api_key_set": data.api_key is not None,
+        }
+        await audit.record(session, actor, "upstream.changed", "upstream", name, detail=detail)
         return next(_view(e) for e in await self.apply(session) if e.target.name == name)
 
-    async def delete(self, session: AsyncSession, name: str) -> None:
+    async def delete(self, session: AsyncSession, name: str, actor: Actor) -> None:
         """Removes an admin's change: a configured upstream of that name is back as configured."""
         repo = UpstreamRepository(session)
         row = await repo.get_by_id(name)
         if row is None:
             raise NotFound(f"No upstream changed by an admin is named '{name}'.", param="name")
         await repo.delete(row)
+        await audit.record(session, actor, "upstream.deleted", "upstream", name)
         await self.apply(session)
 
     def _merge(self, rows: Sequence[UpstreamTargetRow]) -> list[Effective]:
@@ -103,6 +116,14 @@ class UpstreamDirectory:
             # Sealed under another TOLLGATE_SECRET_KEY: unusable, and said so rather than sent.
             log.error("upstream %s: its stored key cannot be decrypted with this secret key", row.name)
             return None
+
+
+def _without_credentials(url: str) -> str:
+    """A base URL may carry a password (``https://user:secret@host``); the trail keeps the host."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=(parts.hostname or "") + (f":{parts.port}" if parts.port else "")))
 
 
 def _view(e: Effective) -> UpstreamView:

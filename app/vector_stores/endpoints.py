@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from app.api_keys.dependencies import CurrentPrincipal
+from app.audit.dependencies import listed_owner
 from app.gateway.dependencies import read_json_object
 from app.kit.pagination import Page
 from app.vector_stores.dependencies import VectorStoresDep
@@ -22,8 +25,10 @@ async def create_vector_store(request: Request, principal: CurrentPrincipal, sto
 
 
 @router.get("")
-async def list_vector_stores(principal: CurrentPrincipal, stores: VectorStoresDep, page: Page) -> Response:
-    return await stores.list(principal, page)
+async def list_vector_stores(
+    owner: Annotated[str, listed_owner("vector_store")], stores: VectorStoresDep, page: Page
+) -> Response:
+    return await stores.list(owner, page)
 
 
 @router.get("/{store_id}")

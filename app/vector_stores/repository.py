@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import delete, or_, select, update
 
+from app.kit.ownership import Owner, owned_by
 from app.kit.pagination import PageParams, keyset_page
 from app.kit.repository import RepositoryBase
 from app.models import VectorStore
@@ -14,9 +15,9 @@ from app.models import VectorStore
 class VectorStoreRepository(RepositoryBase[VectorStore]):
     model = VectorStore
 
-    async def get_owned(self, store_id: str, user_id: str) -> VectorStore | None:
+    async def get_owned(self, store_id: str, owner: Owner) -> VectorStore | None:
         """Another user's store is as absent as an unknown one."""
-        statement = select(VectorStore).where(VectorStore.id == store_id, VectorStore.user_id == user_id)
+        statement = select(VectorStore).where(VectorStore.id == store_id, owned_by(VectorStore.user_id, owner))
         return await self.get_one_or_none(statement)
 
     async def page(

@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.responses import Response
 
 from app.api_keys.schemas import Principal
+from app.audit.schemas import ObjectAction
+from app.audit.support import Target, reach_upstream
 from app.db import DB_ERRORS
 from app.errors import GatewayError, NotFound, ServiceUnavailable
 from app.files.repository import FileRepository
@@ -48,18 +50,18 @@ class VectorStores:
         self.sessionmaker = sessionmaker
         self.upstream = upstream
 
-    async def check_files(self, principal: Principal, file_ids: list[str]) -> None:
-        """404 for the first file id that is not the caller's, exactly like an unknown one."""
+    async def check_files(self, user_id: str, file_ids: list[str]) -> None:
+        """404 for the first file id that is not ``user_id``'s, exactly like an unknown one."""
         if not file_ids:
             return
         async with self.sessionmaker() as session:
-            owned = await FileRepository(session).owned_ids(file_ids, principal.user_id)
+            owned = await FileRepository(session).owned_ids(file_ids, user_id)
         for file_id in file_ids:
             if file_id not in owned:
                 raise file_not_found(file_id)
 
     async def create(self, principal: Principal, raw: bytes, body: dict[str, Any]) -> Response:
-        await self.check_files(principal, file_ids_of(body))
+        await self.check_files(principal.user_id, file_ids_of(body))
         reply = await self.upstream.request("POST", "/vector_stores", raw)
         created = upstream_object(reply.content)
         row = VectorStore(
@@ -82,21 +84,30 @@ class VectorStores:
         log.info("vector store %s created", row.id)
         return relay(reply)
 
-    async def list(self, principal: Principal, params: PageParams) -> Response:
+    async def list(self, owner_id: str, params: PageParams) -> Response:
+        """``owner_id``'s stores: the caller's, or the user an admin asked for."""
         async with self.sessionmaker() as session:
             repo = VectorStoreRepository(session)
-            lookup = lambda id_: repo.get_owned(id_, principal.user_id)  # noqa: E731 - one use
+            lookup = lambda id_: repo.get_owned(id_, owner_id)  # noqa: E731 - one use
             anchor = await cursor_anchor(params, lookup, "vector store")
-            rows, has_more = await repo.page(principal.user_id, params, anchor)
+            rows, has_more = await repo.page(owner_id, params, anchor)
         return list_of([row.snapshot for row in rows], has_more)
 
-    async def owned(self, principal: Principal, store_id: str) -> str:
-        """The store's upstream path, once it is known to be the caller's."""
-        async with self.sessionmaker() as session:
-            row = await VectorStoreRepository(session).get_owned(store_id, principal.user_id)
-        if row is None:
+    async def owned(self, principal: Principal, store_id: str, action: ObjectAction = "object.read") -> str:
+        """The store's upstream path, once the caller may reach it: its own, or for an admin any
+        (support access, audited), even one made upstream outside Tollgate."""
+        return (await self._reach(principal, store_id, action))[0]
+
+    async def _reach(self, principal: Principal, store_id: str, action: ObjectAction) -> tuple[str, str]:
+        """The store's upstream path, and whose files may be added to it: its owner's (the
+        admin's own when nobody is known to own the store)."""
+        async with self.sessionmaker.begin() as session:
+            repo = VectorStoreRepository(session)
+            find = lambda owner: repo.get_owned(store_id, owner)  # noqa: E731 - one use
+            found = await reach_upstream(session, principal, Target("vector_store", store_id), find, action)
+        if found is None:
             raise store_not_found(store_id)
-        return f"/vector_stores/{path_id(row.id)}"
+        return f"/vector_stores/{path_id(found.id)}", found.owner_id or principal.user_id
 
     async def _refreshed(self, store_id: str, reply: Reply) -> Response:
         """Keeps the caller's list showing what upstream last said about the store."""
@@ -110,11 +121,11 @@ class VectorStores:
         return await self._refreshed(store_id, await self.upstream.request("GET", path))
 
     async def update(self, principal: Principal, store_id: str, raw: bytes) -> Response:
-        path = await self.owned(principal, store_id)
+        path = await self.owned(principal, store_id, "object.updated")
         return await self._refreshed(store_id, await self.upstream.request("POST", path, raw))
 
     async def delete(self, principal: Principal, store_id: str) -> Response:
-        path = await self.owned(principal, store_id)
+        path = await self.owned(principal, store_id, "object.deleted")
         try:
             content = (await self.upstream.request("DELETE", path)).content
         except NotFound:
@@ -134,8 +145,8 @@ class VectorStores:
 
     async def attach_file(self, principal: Principal, store_id: str, raw: bytes, body: dict[str, Any]) -> Response:
         file_ids = file_ids_of(body, single=True)
-        path = await self.owned(principal, store_id)
-        await self.check_files(principal, file_ids)
+        path, files_of = await self._reach(principal, store_id, "object.updated")
+        await self.check_files(files_of, file_ids)
         return relay(await self.upstream.request("POST", f"{path}/files", raw))
 
     async def list_files(self, principal: Principal, store_id: str, query: Iterable[tuple[str, str]]) -> Response:
@@ -144,7 +155,7 @@ class VectorStores:
 
     async def file(self, principal: Principal, store_id: str, file_id: str, method: str, raw: bytes | None) -> Response:
         """Retrieve (GET), update attributes (POST) or detach (DELETE) one of the store's files."""
-        path = await self.owned(principal, store_id)
+        path = await self.owned(principal, store_id, "object.read" if method == "GET" else "object.updated")
         return relay(await self.upstream.request(method, f"{path}/files/{path_id(file_id)}", raw))
 
     async def file_content(self, principal: Principal, store_id: str, file_id: str) -> Response:
@@ -155,13 +166,13 @@ class VectorStores:
         self, principal: Principal, store_id: str, raw: bytes, body: dict[str, Any]
     ) -> Response:
         file_ids = file_ids_of(body, limit=MAX_BATCH_FILES)
-        path = await self.owned(principal, store_id)
-        await self.check_files(principal, file_ids)
+        path, files_of = await self._reach(principal, store_id, "object.updated")
+        await self.check_files(files_of, file_ids)
         return relay(await self.upstream.request("POST", f"{path}/file_batches", raw))
 
     async def file_batch(self, principal: Principal, store_id: str, batch_id: str, action: str = "") -> Response:
         """Retrieve a file batch (``action`` empty), ``cancel`` it, or list its ``files``."""
-        path = await self.owned(principal, store_id)
+        path = await self.owned(principal, store_id, "object.updated" if action == "cancel" else "object.read")
         method = "POST" if action == "cancel" else "GET"
         suffix = f"/{action}" if action else ""
         return relay(await self.upstream.request(method, f"{path}/file_batches/{path_id(batch_id)}{suffix}"))

@@ -14,6 +14,7 @@ from app.accounts.schemas import UserCreate
 from app.api_keys import service
 from app.api_keys.repository import ApiKeyRepository
 from app.api_keys.schemas import ApiKeyCreate, Principal
+from app.audit.schemas import CLI
 from app.kit.crypto import hash_api_key
 from app.models import ApiKey
 
@@ -21,8 +22,8 @@ SECRET = b"unit-test-secret"
 
 
 async def test_created_key_is_stored_only_as_its_hmac(db_session: AsyncSession) -> None:
-    await accounts.create_user(db_session, UserCreate(name="dora"))
-    key, token = await service.create_key(db_session, SECRET, ApiKeyCreate(user="dora"))
+    await accounts.create_user(db_session, UserCreate(name="dora"), CLI)
+    key, token = await service.create_key(db_session, SECRET, ApiKeyCreate(user="dora"), CLI)
     stored = (await db_session.execute(select(ApiKey).where(ApiKey.id == key.id))).scalar_one()
     assert stored.digest == hash_api_key(token, SECRET)
     assert token not in str(vars(stored))
@@ -49,10 +50,10 @@ async def test_bootstrap_key_is_generated_only_when_no_admin_key_exists(db_sessi
 
 
 async def test_revoking_twice_keeps_the_first_timestamp(db_session: AsyncSession) -> None:
-    await accounts.create_user(db_session, UserCreate(name="erin"))
-    key, _ = await service.create_key(db_session, SECRET, ApiKeyCreate(user="erin"))
-    first = (await service.revoke_key(db_session, key.id)).revoked_at
-    assert (await service.revoke_key(db_session, key.id)).revoked_at == first
+    await accounts.create_user(db_session, UserCreate(name="erin"), CLI)
+    key, _ = await service.create_key(db_session, SECRET, ApiKeyCreate(user="erin"), CLI)
+    first = (await service.revoke_key(db_session, key.id, CLI)).revoked_at
+    assert (await service.revoke_key(db_session, key.id, CLI)).revoked_at == first
 
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -79,8 +80,8 @@ def test_parse_expiry_rejects_garbage(text: str) -> None:
 
 
 async def test_concurrent_cache_misses_share_one_lookup(db_session: AsyncSession) -> None:
-    await accounts.create_user(db_session, UserCreate(name="gina"))
-    key, token = await service.create_key(db_session, SECRET, ApiKeyCreate(user="gina"))
+    await accounts.create_user(db_session, UserCreate(name="gina"), CLI)
+    key, token = await service.create_key(db_session, SECRET, ApiKeyCreate(user="gina"), CLI)
     user = await accounts.get_user(db_session, "gina")
     authenticator = service.Authenticator(None, SECRET, ttl_s=1.0)  # type: ignore[arg-type]
     lookups = 0
