@@ -58,7 +58,8 @@ async def at_rest(rig: Rig) -> tuple[int, int, int]:
     connector = rig.server.app.state.gateway.upstream.session.connector  # type: ignore[attr-defined]
     assert isinstance(connector, aiohttp.BaseConnector)
     state = (0, 0, 0)
-    for _ in range(100):
+    # Up to 20 s: under load the mock can take seconds to notice a connection Tollgate dropped.
+    for _ in range(400):
         state = (rig.server.task_count(), len(connector._acquired), rig.mock.state.open_streams)
         if state[0] <= rig.tasks_at_rest and state[1:] == (0, 0):
             break
