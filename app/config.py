@@ -173,6 +173,13 @@ class FileSettings(BaseSettings):
     max_part_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
 
 
+class MetricsSettings(BaseSettings):
+    model_config = SettingsConfigDict(**_BASE, env_prefix="TOLLGATE_METRICS_")
+
+    # A bearer token that can read /metrics and nothing else, for Prometheus; admin keys work too.
+    token: SecretStr | None = None
+
+
 class Settings(BaseModel):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
@@ -180,10 +187,14 @@ class Settings(BaseModel):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     spend: SpendSettings = Field(default_factory=SpendSettings)
     files: FileSettings = Field(default_factory=FileSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @model_validator(mode="after")
     def _refuse_weak_secrets(self) -> Settings:
-        for name, secret in (("TOLLGATE_SECRET_KEY", self.keys.secret_key),):
+        for name, secret in (
+            ("TOLLGATE_SECRET_KEY", self.keys.secret_key),
+            ("TOLLGATE_METRICS_TOKEN", self.metrics.token),
+        ):
             if secret is not None and len(secret.get_secret_value()) < 32:
                 raise ValueError(f"{name} must be at least 32 characters of random data")
         if self.keys.secret_key is None and not self.database.is_sqlite:

@@ -32,6 +32,8 @@ from app.media.audio import AudioCalls
 from app.media.endpoints import UPLOAD_PATHS
 from app.media.images import ImageCalls
 from app.media.pricing import MediaPrices
+from app.metrics.middleware import MetricsMiddleware
+from app.metrics.multiprocess import forget_dead_workers
 from app.ratelimits.limiter import create_rate_limiter
 from app.ratelimits.service import LimitsCache
 from app.responses.service import Responses
@@ -49,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        forget_dead_workers()  # a worker uvicorn replaced: its open streams are not open any more
         engine = create_engine(settings.database)
         sessionmaker = create_sessionmaker(engine)
         secret = resolve_key_secret(settings)
@@ -138,6 +141,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_age=600,
         )
     app.add_middleware(RequestContextMiddleware)
+    # Outermost, so the overhead it reports covers every other layer.
+    app.add_middleware(MetricsMiddleware)
     for router in routers:
         app.include_router(router)
 

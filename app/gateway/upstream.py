@@ -15,6 +15,7 @@ import json
 import logging
 import random
 import re
+import time
 import weakref
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from app.errors import (
     UpstreamRateLimited,
     UpstreamTimeout,
 )
+from app.kit.timing import add_upstream_wait
+from app.metrics.service import upstream_failed
 
 log = logging.getLogger("tollgate.upstream")
 
@@ -133,12 +136,14 @@ class Upstream:
         return response
 
     async def _read(self, response: aiohttp.ClientResponse, target: Target) -> Reply:
+        started = time.perf_counter()
         try:
             content = await response.read()
         except UPSTREAM_IO_ERRORS as exc:
-            raise _transport_error(exc) from exc
+            raise _transport_error(exc, target.name) from exc
         finally:
             response.release()
+            add_upstream_wait(started)
         return Reply(content, response.headers, target.name)
 
     async def send_form(
@@ -189,6 +194,20 @@ class Upstream:
         model: str | None,
     ) -> tuple[aiohttp.ClientResponse, Target]:
         """A non-2xx answer is turned into a GatewayError here, before anything reaches the client."""
+        started = time.perf_counter()
+        try:
+            return await self._open_any(method, path, body, headers, model)
+        finally:
+            add_upstream_wait(started)
+
+    async def _open_any(
+        self,
+        method: str,
+        path: str,
+        body: bytes | AsyncIterable[bytes] | None,
+        headers: Mapping[str, str] | None,
+        model: str | None,
+    ) -> tuple[aiohttp.ClientResponse, Target]:
         failure: GatewayError = UpstreamError(f"No upstream is configured for model '{model}'.", code="no_upstream")
         candidates = self.candidates(model)
         if body is not None and not isinstance(body, bytes):
@@ -244,8 +263,10 @@ class Upstream:
 def _transport_error(exc: BaseException, target: str = DEFAULT_UPSTREAM) -> GatewayError:
     if isinstance(exc, TimeoutError):
         log.warning("upstream %s timed out", target)
+        upstream_failed(target, "timeout")
         return UpstreamTimeout("The upstream did not answer in time.")
     log.warning("upstream %s connection failed: %s", target, type(exc).__name__)
+    upstream_failed(target, "connection")
     return UpstreamError("Could not reach the upstream API.")
 
 
@@ -257,6 +278,7 @@ def translate_error(
     status: int, content: bytes, headers: Mapping[str, str], target: str = DEFAULT_UPSTREAM
 ) -> GatewayError:
     log.warning("upstream %s answered %s", target, status)
+    upstream_failed(target, _error_kind(status))
     if status in _RELAYED_CLIENT_ERRORS:
         detail = _error_detail(content)
         message = scrub(str(detail.get("message") or "The upstream rejected the request."))
@@ -276,6 +298,16 @@ def translate_error(
     if status == 408:
         return UpstreamTimeout("The upstream did not answer in time.")
     return UpstreamError(f"The upstream API failed with status {status}.")
+
+
+def _error_kind(status: int) -> str:
+    if status == 429:
+        return "rate_limited"
+    if status in (401, 403):
+        return "auth"
+    if status == 408:
+        return "timeout"
+    return "server_error" if status >= 500 else "client_error"
 
 
 def _error_detail(content: bytes) -> dict[str, Any]:
