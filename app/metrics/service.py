@@ -120,11 +120,24 @@ def model_label(model: str) -> str:
     return model
 
 
+# (route, status, model) -> its three children, found with one lookup per request.
+_request_children: dict[tuple[str, int, str], tuple[Counter, Histogram, Histogram]] = {}
+
+
 def record_request(route: str, status: int, model: str, duration_s: float, overhead_s: float | None) -> None:
-    _requests(route, _STATUS_CLASSES.get(status // 100, "other"), model_label(model)).inc()
-    _durations(route).observe(duration_s)
+    key = (route, status, model_label(model))
+    children = _request_children.get(key)
+    if children is None:
+        status_class = _STATUS_CLASSES.get(status // 100, "other")
+        children = _request_children[key] = (
+            _requests(route, status_class, key[2]),
+            _durations(route),
+            _overheads(route),
+        )
+    children[0].inc()
+    children[1].observe(duration_s)
     if overhead_s is not None:
-        _overheads(route).observe(overhead_s)
+        children[2].observe(overhead_s)
 
 
 def record_ledger_rows(rows: Iterable[Mapping[str, object]]) -> None:
