@@ -17,6 +17,7 @@ import contextlib
 import os
 import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +42,9 @@ def metrics_dir(workers: int) -> Iterator[Path | None]:
     directory is made for more than one worker and removed at the end. One worker without
     the variable keeps its metrics in memory and needs none.
     """
+    if is_multiprocess() and "app.metrics.service" in sys.modules:
+        # This process's own metric files exist already; emptying the directory would orphan them.
+        raise RuntimeError("metric files must be cleared before app.metrics.service is imported")
     given = os.environ.get(ENV)
     if given:
         path = Path(given)

@@ -105,6 +105,14 @@ def test_an_operators_directory_is_emptied_of_old_metric_files(
     assert (shared_dir / "notes.txt").exists() and shared_dir.is_dir()
 
 
+def test_the_cli_clears_the_directory_before_any_metric_exists() -> None:
+    """``tollgate serve`` empties the directory, then (with one worker) serves in the same process:
+    files this process had opened before would be deleted under it, and its metrics lost."""
+    code = "import sys, app.cli.main; print('app.metrics.service' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
 @pytest.fixture
 def two_workers(tmp_path: Path, settings: Settings, mock_upstream: LiveServer) -> Iterator[TollgateProcess]:
     env = replica_env(settings.database.url, mock_upstream.url) | {"TOLLGATE_WORKERS": "2"}

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import httpx
 from fastapi import FastAPI
@@ -57,22 +58,38 @@ async def test_stream_carries_the_overhead_to_its_first_byte_in_its_headers(
 
 async def test_error_answers_carry_the_headers_too(tollgate: LiveServer, tenant: Tenant) -> None:
     async with httpx.AsyncClient(base_url=tollgate.url, timeout=10) as anonymous, tenant.http(tollgate.url) as http:
-        cases = [
-            (401, anonymous.post(CHAT, json={"model": PRICED_MODEL, "messages": MESSAGES})),
-            (404, http.get("/v1/no/such/route")),
-            (400, http.post(CHAT, content=b"{not json", headers={"content-type": "application/json"})),
-            (413, http.post(CHAT, content=b"x" * 100_000, headers={"content-type": "application/json"})),
-            (502, http.post(CHAT, json={"model": PRICED_MODEL, "messages": MESSAGES, "mock": {"status": 500}})),
+        bad_json = {"content-type": "application/json"}
+        upstream_fails = {"model": PRICED_MODEL, "messages": MESSAGES, "mock": {"status": 500}}
+        cases: list[tuple[int, Callable[[], Awaitable[httpx.Response]]]] = [
+            (401, lambda: anonymous.post(CHAT, json={"model": PRICED_MODEL, "messages": MESSAGES})),
+            (404, lambda: http.get("/v1/no/such/route")),
+            (400, lambda: http.post(CHAT, content=b"{not json", headers=bad_json)),
+            (502, lambda: http.post(CHAT, json=upstream_fails)),
         ]
         for expected, call in cases:
             started = time.perf_counter()
-            response = await call
+            response = await call()
             elapsed_ms = (time.perf_counter() - started) * 1000
             assert response.status_code == expected, response.text
             assert "error" in response.json()
             _, upstream = _timings(response.headers, elapsed_ms)
             if expected != 502:
                 assert upstream == 0, "no upstream call was made"
+
+
+async def test_a_refusal_before_the_body_is_read_carries_them(tollgate: LiveServer) -> None:
+    """A declared oversize body is refused by a middleware before a byte of it is read."""
+    host, port = tollgate.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    started = time.perf_counter()
+    writer.write(f"POST {CHAT} HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n\r\n".encode())
+    await writer.drain()
+    head = (await reader.readuntil(b"\r\n\r\n")).decode().lower()
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    writer.close()
+    assert head.startswith("http/1.1 413")
+    headers = dict(line.split(": ", 1) for line in head.split("\r\n")[1:] if ": " in line)
+    assert _timings(headers, elapsed_ms)[1] == 0
 
 
 async def test_unhandled_errors_get_the_envelope_and_the_headers(tollgate: LiveServer) -> None:
