@@ -137,7 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origins=settings.gateway.cors_origins,
             allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
             allow_headers=["authorization", "content-type", "openai-beta", "x-stainless-*", "x-tollgate-thread-id"],
-            expose_headers=["x-request-id", "retry-after"],
+            expose_headers=["x-request-id", "retry-after", "x-tollgate-overhead-ms", "x-tollgate-upstream-ms"],
             max_age=600,
         )
     app.add_middleware(RequestContextMiddleware)
