@@ -68,16 +68,13 @@ def metrics_dir(workers: int) -> Iterator[Path | None]:
 def forget_dead_workers(path: str | None = None) -> list[int]:
     """Drops the live gauges of workers that no longer run; returns their pids."""
     path = path or os.environ.get(ENV)
-    if not path:
+    if not path or not Path(path).is_dir():
         return []
-    dead: list[int] = []
-    for file in Path(path).iterdir():
-        match = _LIVE_GAUGE_FILE.match(file.name)
-        if match and not _alive(int(match.group(1))):
-            dead.append(int(match.group(1)))
-    for pid in sorted(set(dead)):
+    pids = {int(m.group(1)) for f in Path(path).iterdir() if (m := _LIVE_GAUGE_FILE.match(f.name))}
+    dead = sorted(pid for pid in pids if not _alive(pid))
+    for pid in dead:
         mark_process_dead(pid, path)
-    return sorted(set(dead))
+    return dead
 
 
 def _alive(pid: int) -> bool:
