@@ -12,6 +12,7 @@ from app.files.endpoints import router as files_router
 from app.gateway.endpoints import router as gateway_router
 from app.gateway.unserved import router as unserved_router
 from app.media.endpoints import router as media_router
+from app.metrics.endpoints import router as metrics_router
 from app.ratelimits.endpoints import router as ratelimits_router
 from app.responses.endpoints import router as responses_router
 from app.runs.endpoints import create_and_run_router
@@ -47,4 +48,5 @@ routers: list[APIRouter] = [
     ratelimits_router,
     upstreams_router,
     audit_router,
+    metrics_router,
 ]

@@ -198,6 +198,13 @@ class VectorStoreSettings(BaseSettings):
     storage_meter_interval_s: float = Field(default=3600.0, gt=0)
 
 
+class MetricsSettings(BaseSettings):
+    model_config = SettingsConfigDict(**_BASE, env_prefix="TOLLGATE_METRICS_")
+
+    # A bearer token that can read /metrics and nothing else, for Prometheus; admin keys work too.
+    token: SecretStr | None = None
+
+
 class Settings(BaseModel):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
@@ -207,10 +214,14 @@ class Settings(BaseModel):
     files: FileSettings = Field(default_factory=FileSettings)
     batches: BatchSettings = Field(default_factory=BatchSettings)
     vector_stores: VectorStoreSettings = Field(default_factory=VectorStoreSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @model_validator(mode="after")
     def _refuse_weak_secrets(self) -> Settings:
-        for name, secret in (("TOLLGATE_SECRET_KEY", self.keys.secret_key),):
+        for name, secret in (
+            ("TOLLGATE_SECRET_KEY", self.keys.secret_key),
+            ("TOLLGATE_METRICS_TOKEN", self.metrics.token),
+        ):
             if secret is not None and len(secret.get_secret_value()) < 32:
                 raise ValueError(f"{name} must be at least 32 characters of random data")
         if self.keys.secret_key is None and not self.database.is_sqlite:

@@ -34,6 +34,8 @@ from app.media.audio import AudioCalls
 from app.media.endpoints import UPLOAD_PATHS
 from app.media.images import ImageCalls
 from app.media.pricing import MediaPrices
+from app.metrics.middleware import MetricsMiddleware
+from app.metrics.multiprocess import forget_dead_workers
 from app.ratelimits.limiter import create_rate_limiter
 from app.ratelimits.service import LimitsCache
 from app.responses.service import Responses
@@ -53,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        forget_dead_workers()  # a worker uvicorn replaced: its open streams are not open any more
         engine = create_engine(settings.database)
         sessionmaker = create_sessionmaker(engine)
         secret = resolve_key_secret(settings)
@@ -146,10 +149,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origins=settings.gateway.cors_origins,
             allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
             allow_headers=["authorization", "content-type", "openai-beta", "x-stainless-*", "x-tollgate-thread-id"],
-            expose_headers=["x-request-id", "retry-after"],
+            expose_headers=["x-request-id", "retry-after", "x-tollgate-overhead-ms", "x-tollgate-upstream-ms"],
             max_age=600,
         )
     app.add_middleware(RequestContextMiddleware)
+    # Outermost, so the overhead it reports covers every other layer.
+    app.add_middleware(MetricsMiddleware)
     for router in routers:
         app.include_router(router)
 

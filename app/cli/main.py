@@ -16,6 +16,7 @@ from app.cli.runtime import load_settings, migrate
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker
 from app.kit.logging import configure_logging
+from app.metrics.multiprocess import metrics_dir
 
 cli = typer.Typer(help="Tollgate: a metered gateway in front of the OpenAI API.", no_args_is_help=True)
 cli.add_typer(teams, name="teams")
@@ -49,19 +50,22 @@ def serve(
     if token is not None:
         typer.secho("\nBootstrap admin key (shown once, store it now):", fg=typer.colors.YELLOW, bold=True)
         typer.echo(f"  {token}\n")
-    uvicorn.run(
-        "app.main:create_app_from_env",
-        factory=True,
-        host=host or settings.gateway.host,
-        port=port or settings.gateway.port,
-        workers=workers or settings.gateway.workers or _default_workers(settings),
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-        # The fast event loop and HTTP parser (both from uvicorn[standard]), never a silent fallback.
-        loop="uvloop",
-        http="httptools",
-    )
+    count = workers or settings.gateway.workers or _default_workers(settings)
+    # Set before the workers start: they pick file-backed metrics when they import prometheus-client.
+    with metrics_dir(count):
+        uvicorn.run(
+            "app.main:create_app_from_env",
+            factory=True,
+            host=host or settings.gateway.host,
+            port=port or settings.gateway.port,
+            workers=count,
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,
+            # The fast event loop and HTTP parser (both from uvicorn[standard]), never a silent fallback.
+            loop="uvloop",
+            http="httptools",
+        )
 
 
 def _default_workers(settings: Settings) -> int:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from app.api_keys.schemas import Principal
 from app.errors import RateLimited
+from app.kit.timing import set_request_model
+from app.metrics.service import rate_limit_refused
 from app.ratelimits.limiter import Limit, RateLimiter
 from app.ratelimits.service import LimitsCache
 from app.spend.service import Estimate, Reservation, SpendService
@@ -36,11 +38,14 @@ class Meter:
         self.limits = limits
 
     async def admit(self, principal: Principal, request_id: str, estimate: Estimate) -> Admission:
+        # Every caller has authorized the model by now: it is served and priced, a bounded label.
+        set_request_model(estimate.model)
         limits = await self.limits.for_principal(principal)
         headers: dict[str, str] = {}
         if limits:
             decision = await self.limiter.acquire(request_id, limits, self._tokens(estimate))
             if not decision.allowed:
+                rate_limit_refused(decision.reason or "requests")
                 error = RateLimited(
                     f"Rate limit reached for this {decision.scope}: {_WHAT[decision.reason or 'requests']}. "
                     f"Retry after {decision.retry_after_s} s.",

@@ -22,8 +22,9 @@ from app.errors import GatewayError, InvalidRequest, NotFound, UpstreamAnswerLos
 from app.gateway.metering import Admission, Meter
 from app.gateway.schemas import ChatRequest, parse_chat, parse_embeddings
 from app.gateway.streaming import OUTCOME_COMPLETED, OUTCOME_DISCONNECTED, ChunkStream, RelayResult, SSERelay
-from app.gateway.upstream import Reply, Upstream
+from app.gateway.upstream import DEFAULT_UPSTREAM, Reply, Upstream
 from app.kit.tokens import count_chat_prompt, count_embedding_input, count_text, estimate_chat_prompt
+from app.metrics.service import upstream_failed
 from app.models import usage_record as status
 from app.spend.service import Estimate
 from app.usage.pricing import PriceBook, TokenUsage
@@ -178,6 +179,7 @@ class Gateway:
         except (ValueError, AttributeError):
             # A 200 upstream billed, whose usage cannot be read: the worst case is charged.
             lost = 0 if free else self.meter.worst_case(admission)
+            upstream_failed(admission.upstream or DEFAULT_UPSTREAM, "bad_response")
             await self.settle(
                 ctx,
                 admission,
@@ -310,6 +312,9 @@ class Gateway:
     ) -> None:
         """``cost`` defaults to the tokens at the model's token prices; calls priced otherwise
         (by the piece, or free) pass their own, and ``units`` says what was counted."""
+        if outcome == status.STATUS_STREAM_ERROR:
+            # Every relay of a metered stream ends here, and only here is the upstream known.
+            upstream_failed(admission.upstream or DEFAULT_UPSTREAM, "stream_broken")
         settlement = Settlement(
             request_id=ctx.request_id,
             endpoint=ctx.endpoint,

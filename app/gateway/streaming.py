@@ -26,6 +26,7 @@ from starlette.types import Receive, Scope, Send
 
 from app.errors import UpstreamError, error_body
 from app.gateway.upstream import UPSTREAM_IO_ERRORS
+from app.metrics.service import OPEN_STREAMS
 from app.usage.pricing import TokenUsage
 
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')
@@ -154,6 +155,7 @@ class UpstreamRelay(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw_headers = self._content_headers() + [(k.encode(), v.encode()) for k, v in self.extra_headers.items()]
+        OPEN_STREAMS.inc()
         try:
             await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
             async with anyio.create_task_group() as tg:
@@ -167,6 +169,7 @@ class UpstreamRelay(Response):
         except OSError:
             self.outcome = OUTCOME_DISCONNECTED
         finally:
+            OPEN_STREAMS.dec()
             with anyio.CancelScope(shield=True):
                 await self._finish()
 
@@ -289,9 +292,11 @@ class ChunkStream:
         self.billed: TokenUsage | None = None
 
     async def __aenter__(self) -> ChunkStream:
+        OPEN_STREAMS.inc()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        OPEN_STREAMS.dec()
         with anyio.CancelScope(shield=True):
             if self.outcome == OUTCOME_COMPLETED:
                 self.upstream.release()

@@ -15,6 +15,7 @@ import json
 import logging
 import random
 import re
+import time
 import weakref
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from app.errors import (
     UpstreamRateLimited,
     UpstreamTimeout,
 )
+from app.kit.timing import add_upstream_wait
+from app.metrics.service import upstream_failed
 
 log = logging.getLogger("tollgate.upstream")
 
@@ -137,20 +140,22 @@ class Upstream:
     async def _read(self, response: aiohttp.ClientResponse, target: Target) -> Reply:
         """The whole 2xx answer, or ``UpstreamAnswerLost``: a failure here comes after upstream
         accepted the call, so it is not retried and may have been billed."""
+        started = time.perf_counter()
         try:
             length = response.content_length
             if length is not None and length <= self.max_response_bytes:
                 content = await response.read()
             else:
-                content = await self._read_bounded(response)
+                content = await self._read_bounded(response, target.name)
         except UPSTREAM_IO_ERRORS as exc:
-            _transport_error(exc, target.name)  # logged as any transport failure
+            _transport_error(exc, target.name)  # logged and counted as any transport failure
             raise UpstreamAnswerLost("The upstream answer broke off before it was complete.") from exc
         finally:
             response.release()
+            add_upstream_wait(started)
         return Reply(content, response.headers, target.name)
 
-    async def _read_bounded(self, response: aiohttp.ClientResponse) -> bytes:
+    async def _read_bounded(self, response: aiohttp.ClientResponse, target: str) -> bytes:
         """An answer of unknown or excessive length, read only up to the limit."""
         chunks: list[bytes] = []
         size = response.content_length or 0  # a declared excess is refused unread
@@ -162,7 +167,8 @@ class Upstream:
                 chunks.append(chunk)
         if size > self.max_response_bytes:
             response.close()  # not released to the pool: the rest of the body is unread
-            log.warning("upstream answer over %d bytes refused", self.max_response_bytes)
+            log.warning("upstream %s answer over %d bytes refused", target, self.max_response_bytes)
+            upstream_failed(target, "too_large")
             message = "The upstream answer was larger than Tollgate accepts."
             raise UpstreamAnswerLost(message, code="upstream_too_large")
         return b"".join(chunks)
@@ -215,6 +221,20 @@ class Upstream:
         model: str | None,
     ) -> tuple[aiohttp.ClientResponse, Target]:
         """A non-2xx answer is turned into a GatewayError here, before anything reaches the client."""
+        started = time.perf_counter()
+        try:
+            return await self._open_any(method, path, body, headers, model)
+        finally:
+            add_upstream_wait(started)
+
+    async def _open_any(
+        self,
+        method: str,
+        path: str,
+        body: bytes | AsyncIterable[bytes] | None,
+        headers: Mapping[str, str] | None,
+        model: str | None,
+    ) -> tuple[aiohttp.ClientResponse, Target]:
         failure: GatewayError = UpstreamError(f"No upstream is configured for model '{model}'.", code="no_upstream")
         candidates = self.candidates(model)
         if body is not None and not isinstance(body, bytes):
@@ -270,8 +290,10 @@ class Upstream:
 def _transport_error(exc: BaseException, target: str = DEFAULT_UPSTREAM) -> GatewayError:
     if isinstance(exc, TimeoutError):
         log.warning("upstream %s timed out", target)
+        upstream_failed(target, "timeout")
         return UpstreamTimeout("The upstream did not answer in time.")
     log.warning("upstream %s connection failed: %s", target, type(exc).__name__)
+    upstream_failed(target, "connection")
     return UpstreamError("Could not reach the upstream API.")
 
 
@@ -283,6 +305,7 @@ def translate_error(
     status: int, content: bytes, headers: Mapping[str, str], target: str = DEFAULT_UPSTREAM
 ) -> GatewayError:
     log.warning("upstream %s answered %s", target, status)
+    upstream_failed(target, _error_kind(status))
     if status in _RELAYED_CLIENT_ERRORS:
         detail = _error_detail(content)
         message = scrub(str(detail.get("message") or "The upstream rejected the request."))
@@ -302,6 +325,16 @@ def translate_error(
     if status == 408:
         return UpstreamTimeout("The upstream did not answer in time.")
     return UpstreamError(f"The upstream API failed with status {status}.")
+
+
+def _error_kind(status: int) -> str:
+    if status == 429:
+        return "rate_limited"
+    if status in (401, 403):
+        return "auth"
+    if status == 408:
+        return "timeout"
+    return "server_error" if status >= 500 else "client_error"
 
 
 def _error_detail(content: bytes) -> dict[str, Any]:

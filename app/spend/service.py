@@ -24,6 +24,7 @@ from app.errors import BudgetExceeded, ServiceUnavailable
 from app.kit.batching import BatchCall, GroupCommit
 from app.kit.db_types import utcnow
 from app.kit.periods import period_bounds
+from app.metrics import service as metrics
 from app.models import Budget, BudgetLease
 from app.models import usage_record as ledger
 from app.spend.repository import (
@@ -152,6 +153,7 @@ class SpendService:
 
     async def _reserve_batch(self, items: list[ReserveArgs]) -> list[ReserveOutcome]:
         assert self.functions is not None
+        metrics.RESERVATION_BATCH.observe(len(items))
         return await self.functions.reserve_batch(items, utcnow(), self.settings.lease_ttl_s)
 
     def _release_orphan(self, args: ReserveArgs, outcome: ReserveOutcome) -> None:
@@ -171,7 +173,7 @@ class SpendService:
             error_code="cancelled",
         )
         values = record_values(args.key_id, args.user_id, args.team_id, settlement)
-        self.settlements.submit(PendingSettlement(args.request_id, 0, values))
+        self._submit(PendingSettlement(args.request_id, 0, values))
 
     def output_ceiling(self, estimate: Estimate) -> int:
         """The cap before the budget has its say: the client's own, else the model's or the default."""
@@ -237,7 +239,11 @@ class SpendService:
         values = record_values(principal.key_id, principal.user_id, principal.team_id, settlement)
         if settlement.cost_micros > reservation.amount and reservation.budget_ids:
             log.warning("actual cost exceeded the reservation", extra={"model": settlement.model})
-        self.settlements.submit(PendingSettlement(reservation.request_id, settlement.cost_micros, values))
+        self._submit(PendingSettlement(reservation.request_id, settlement.cost_micros, values))
+
+    def _submit(self, item: PendingSettlement) -> None:
+        metrics.PENDING_SETTLEMENTS.inc()
+        self.settlements.submit(item)
 
     async def hold(self, session: AsyncSession, request_id: str, until: datetime) -> None:
         """For work that settles long after its request (a batch): the lease leaves the
@@ -274,22 +280,31 @@ class SpendService:
         await self.settlements.wait_idle()
 
     async def _write_settlements(self, items: list[PendingSettlement]) -> None:
+        metrics.SETTLEMENT_BATCH.observe(len(items))
         try:
-            if self.functions is not None:
-                await self.functions.settle_batch(items, utcnow())
-                return
-            async with self.sessionmaker() as session:
-                charges: dict[str, tuple[int, int]] = {}
-                for item in items:
-                    lease = await LeaseRepository(session).take(item.request_id)
-                    if lease is not None:
-                        _add_charge(charges, lease.budget_ids, lease.amount_micros, item.actual_micros)
-                await _charge(session, charges)
-                for item in items:
-                    await UsageRepository(session).insert_once(item.usage)
-                await session.commit()
+            await self._write_batch(items)
         except DB_ERRORS as exc:
+            metrics.SETTLEMENT_FAILURES.inc(len(items))
             log.error("settling %d requests failed, the reaper will charge them: %s", len(items), type(exc).__name__)
+        else:
+            metrics.record_ledger_rows(item.usage for item in items)
+        finally:
+            metrics.PENDING_SETTLEMENTS.dec(len(items))
+
+    async def _write_batch(self, items: list[PendingSettlement]) -> None:
+        if self.functions is not None:
+            await self.functions.settle_batch(items, utcnow())
+            return
+        async with self.sessionmaker() as session:
+            charges: dict[str, tuple[int, int]] = {}
+            for item in items:
+                lease = await LeaseRepository(session).take(item.request_id)
+                if lease is not None:
+                    _add_charge(charges, lease.budget_ids, lease.amount_micros, item.actual_micros)
+            await _charge(session, charges)
+            for item in items:
+                await UsageRepository(session).insert_once(item.usage)
+            await session.commit()
 
     async def reap_once(self, batch: int = 100) -> int:
         """Charges expired leases at their reserved amount. Safe on every replica at once:
@@ -297,13 +312,16 @@ class SpendService:
         async with self.sessionmaker() as session:
             leases = await LeaseRepository(session).expired(utcnow(), batch)
             charges: dict[str, tuple[int, int]] = {}
-            for lease in leases:
+            rows = [_reaped_values(lease) for lease in leases]
+            for lease, row in zip(leases, rows, strict=True):
                 _add_charge(charges, lease.budget_ids, lease.amount_micros, lease.amount_micros)
-                await UsageRepository(session).insert_once(_reaped_values(lease))
+                await UsageRepository(session).insert_once(row)
                 await LeaseRepository(session).delete(lease)
             await _charge(session, charges)
             await session.commit()
         if leases:
+            metrics.LEASES_REAPED.inc(len(leases))
+            metrics.record_ledger_rows(rows)
             log.warning("reaped %d expired leases", len(leases))
         return len(leases)
 
@@ -352,6 +370,7 @@ def _tightest(budgets: Sequence[Budget], now: datetime) -> Budget:
 
 
 def _exceeded(budget: Budget, now: datetime) -> BudgetExceeded:
+    metrics.budget_refused(budget.scope)
     end = period_bounds(budget.period, budget.timezone, now)[1]
     resets = f"It resets at {end.isoformat()}." if end else "It is a lifetime budget and does not reset."
     headers = {"x-should-retry": "false", "x-tollgate-budget-id": budget.id}
