@@ -7,6 +7,8 @@ from app.assistants.endpoints import router as assistants_router
 from app.budgets.endpoints import router as budgets_router
 from app.conversations.endpoints import router as conversations_router
 from app.files.endpoints import router as files_router
+from app.fine_tuning.endpoints import admin_router as fine_tuned_models_router
+from app.fine_tuning.endpoints import router as fine_tuning_router
 from app.gateway.endpoints import router as gateway_router
 from app.gateway.unserved import router as unserved_router
 from app.media.endpoints import router as media_router
@@ -35,10 +37,12 @@ routers: list[APIRouter] = [
     runs_router,
     files_router,
     uploads_router,
+    fine_tuning_router,
     accounts_router,
     threads_admin_router,
     keys_router,
     budgets_router,
     ratelimits_router,
     upstreams_router,
+    fine_tuned_models_router,
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from app.errors import InvalidRequest, PayloadTooLarge
 from app.kit.multipart import BodyEnd, MultipartError, MultipartReader, PartData, PartEnd, PartStart, form_boundary
@@ -29,6 +30,17 @@ class FormRules:
     check_field: Callable[[str, str], None] = lambda _name, _value: None
 
 
+class FormInspector(Protocol):
+    """Looks at a form as it passes, to refuse it mid-stream (raise a GatewayError) on grounds of
+    its content: called with each text field, each piece of the file, and at the body's end."""
+
+    def on_field(self, name: str, value: str) -> None: ...
+
+    def on_file_data(self, data: bytes) -> None: ...
+
+    def on_body_end(self) -> None: ...
+
+
 def invalid_form(message: str, param: str | None = None) -> InvalidRequest:
     return InvalidRequest(message, param=param, code="invalid_multipart")
 
@@ -41,6 +53,7 @@ class FormRelay:
     fields: dict[str, str] = field(default_factory=dict)
     # Why the relay stopped, when it did: the caller raises this rather than the send failure.
     error: BaseException | None = None
+    inspector: FormInspector | None = None
     boundary: str = field(init=False)
     _current: str | None = None
     _value: bytearray = field(default_factory=bytearray)
@@ -78,6 +91,8 @@ class FormRelay:
             missing = sorted(self.rules.required - self._seen)
             if missing:
                 raise invalid_form(f"Missing required parameter: '{missing[0]}'.", param=missing[0])
+            if self.inspector is not None:
+                self.inspector.on_body_end()
 
     def _start(self, name: str) -> None:
         if name != self.rules.file_field and name not in self.rules.fields:
@@ -94,6 +109,8 @@ class FormRelay:
                 raise PayloadTooLarge(
                     f"The file is larger than the {self.rules.max_file_bytes} byte limit.", param=self._current
                 )
+            if self.inspector is not None:
+                self.inspector.on_file_data(data)
             return
         self._value += data
         if len(self._value) > MAX_FIELD_BYTES:
@@ -110,3 +127,5 @@ class FormRelay:
         self._value.clear()
         self.fields[name] = value
         self.rules.check_field(name, value)
+        if self.inspector is not None:
+            self.inspector.on_field(name, value)

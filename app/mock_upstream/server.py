@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.mock_upstream import conversations, files, media, responses
+from app.mock_upstream import conversations, files, fine_tuning, media, responses
 from app.mock_upstream.chat import (
     StreamOptions,
     completion_payload,
@@ -111,6 +111,7 @@ def create_mock_app(config: MockConfig | None = None) -> Starlette:
         Route("/v1/conversations/{conversation_id}/items/{item_id}", conversations.retrieve_item, methods=["GET"]),
         Route("/v1/conversations/{conversation_id}/items/{item_id}", conversations.delete_item, methods=["DELETE"]),
         *files.routes(),
+        *fine_tuning.ROUTES,
     ]
     ids = _Ids()
     requests: list[RecordedRequest] = []

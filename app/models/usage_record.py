@@ -20,6 +20,8 @@ STATUS_LEASE_EXPIRED = "lease_expired"
 UNIT_IMAGE = "image"
 UNIT_SECOND = "second"  # of audio, rounded up
 UNIT_CHARACTER = "character"
+# Fine-tuning: trained tokens (epochs included), which outgrow the int32 token columns.
+UNIT_TOKEN = "token"  # noqa: S105 - a unit name, not a secret
 
 SOURCE_UPSTREAM = "upstream"
 SOURCE_ESTIMATED = "estimated"

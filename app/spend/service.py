@@ -233,21 +233,41 @@ class SpendService:
 
     async def _write_settlements(self, items: list[PendingSettlement]) -> None:
         try:
-            if self.functions is not None:
-                await self.functions.settle_batch(items, utcnow())
-                return
-            async with self.sessionmaker() as session:
-                charges: dict[str, tuple[int, int]] = {}
-                for item in items:
-                    lease = await LeaseRepository(session).take(item.request_id)
-                    if lease is not None:
-                        _add_charge(charges, lease.budget_ids, lease.amount_micros, item.actual_micros)
-                await _charge(session, charges)
-                for item in items:
-                    await UsageRepository(session).insert_once(item.usage)
-                await session.commit()
+            await self._write(items)
         except DB_ERRORS as exc:
             log.error("settling %d requests failed, the reaper will charge them: %s", len(items), type(exc).__name__)
+
+    async def _write(self, items: list[PendingSettlement]) -> None:
+        if self.functions is not None:
+            await self.functions.settle_batch(items, utcnow())
+            return
+        async with self.sessionmaker() as session:
+            charges: dict[str, tuple[int, int]] = {}
+            for item in items:
+                lease = await LeaseRepository(session).take(item.request_id)
+                if lease is not None:
+                    _add_charge(charges, lease.budget_ids, lease.amount_micros, item.actual_micros)
+            await _charge(session, charges)
+            for item in items:
+                await UsageRepository(session).insert_once(item.usage)
+            await session.commit()
+
+    async def settle_now(self, key_id: str, user_id: str, team_id: str | None, settlement: Settlement) -> None:
+        """Writes one settlement at once and raises if it could not (background work that must
+        know, such as a finished fine-tuning job). Idempotent like every settlement: a lease is
+        taken once, and a ledger row with the same request id is written once."""
+        values = record_values(key_id, user_id, team_id, settlement)
+        await self._write([PendingSettlement(settlement.request_id, settlement.cost_micros, values)])
+
+    async def hold(self, session: AsyncSession, request_id: str, hold_id: str, until: datetime) -> None:
+        """Keeps a reservation past its request, for work that runs on upstream for hours or days
+        (a fine-tuning job): the lease is renamed ``hold_id`` (the ledger row's request id when it
+        is settled) and expires at ``until``, after which the reaper would charge it in full."""
+        self.in_flight.discard(request_id)
+        await LeaseRepository(session).rename(request_id, hold_id, until)
+
+    async def extend_hold(self, session: AsyncSession, hold_id: str, until: datetime) -> None:
+        await LeaseRepository(session).extend([hold_id], until)
 
     async def reap_once(self, batch: int = 100) -> int:
         """Charges expired leases at their reserved amount. Safe on every replica at once:

@@ -103,7 +103,9 @@ class UploadService:
         reply = await self.upstream.request("POST", _path(row.id) + "/complete", raw)
         upload = parse_upstream(UpstreamUpload, reply.content)
         if upload.file is not None:
-            await self.files.own(principal.user_id, upload.file)
+            # A fine-tune file is checked before anyone owns it; a bad one is deleted upstream.
+            stats = await self.files.check_stored(upload.file)
+            await self.files.own(principal.user_id, upload.file, stats)
         await self._set_status(upload)
         log.info("upload %s completed as file %s", upload.id, upload.file.id if upload.file else None)
         return _json(reply.content)
