@@ -96,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         fine_tuned = FineTunedDirectory(sessionmaker)
         await fine_tuned.refresh()
         app.state.gateway.fine_tuned_access = fine_tuned.allows
+        app.state.catalog.fine_tuned_access = fine_tuned.allows
         app.state.fine_tuned_models = fine_tuned
         app.state.fine_tuning = FineTuning(sessionmaker, upstream, spend, fine_tuned, settings.fine_tuning)
         tuning = settings.fine_tuning

@@ -31,7 +31,8 @@ from app.config import FineTunableModel, FineTuningSettings
 from app.db import DB_ERRORS
 from app.errors import GatewayError, InvalidRequest, NotFound, ServiceUnavailable, UpstreamError
 from app.files.repository import FileRepository
-from app.files.service import file_not_found
+from app.files.schemas import UpstreamFile, parse_upstream
+from app.files.service import file_not_found, file_path, record_file
 from app.fine_tuning.directory import FineTunedDirectory
 from app.fine_tuning.repository import JobRepository
 from app.fine_tuning.schemas import JobCreate, UpstreamJob, parse_create
@@ -286,6 +287,7 @@ class FineTuning:
         )
         await self.spend.settle_now(row.api_key_id, row.user_id, row.team_id, settlement)
         model = job.fine_tuned_model if job.status == "succeeded" else None
+        results = await self._result_files(job)
         now = utcnow()
         async with self.sessionmaker.begin() as session:
             won = await JobRepository(session).mark_settled(row.id, trained, cost, model, now)
@@ -293,10 +295,25 @@ class FineTuning:
             if won and model is not None and await session.get(FineTunedModel, model) is None:
                 made = FineTunedModel(id=model, user_id=row.user_id, base_model=row.model, job_id=row.id)
                 session.add(made)
+            files = FileRepository(session)
+            for file in results if won else []:
+                if await files.get_by_id(file.id) is None:
+                    await record_file(session, row.user_id, file)
         row.trained_tokens, row.cost_micros, row.fine_tuned_model, row.settled_at = trained, cost, model, now
         if made is not None:
             self.directory.add_model(made)
         log.info("fine-tuning job %s %s: %d trained tokens, %d micros", row.id, job.status, trained, cost)
+
+    async def _result_files(self, job: UpstreamJob) -> list[UpstreamFile]:
+        """The files upstream wrote for the job (metrics), so their owner can read them."""
+        found = []
+        for file_id in job.result_files:
+            try:
+                reply = await self.upstream.request("GET", file_path(file_id))
+                found.append(parse_upstream(UpstreamFile, reply.content))
+            except GatewayError as exc:
+                log.warning("result file %s of job %s not recorded: %s", file_id, job.id, exc.code)
+        return found
 
     def _training_price(self, row: FineTuningJob) -> Decimal:
         """The base model's price now; if settings no longer list it, the rate the estimate used."""

@@ -4,14 +4,21 @@ the trained tokens charged once the job finishes, and every job its creator's al
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from datetime import timedelta
 
 import openai
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from starlette.applications import Starlette
 
+from app.config import SpendSettings
 from app.fine_tuning.validation import auto_epochs
+from app.kit.db_types import utcnow
+from app.models import BudgetLease
 from app.models import usage_record as ledger
+from app.spend.service import SpendService
+from app.usage.pricing import PriceBook
 from tests.fine_tuning.data import good_file, tokens_of
 from tests.fine_tuning.helpers import (
     TRAINING_MICROS_PER_TOKEN,
@@ -48,7 +55,14 @@ async def test_a_job_is_estimated_reserved_then_charged_its_trained_tokens(
     }
     state = await admin.budget_state(budget)
     assert (state["reserved_micros"], state["spent_micros"]) == (ESTIMATE, 0)
-    assert await lease_count(engine, tenant.key_id) == 1  # the job's hold, named by the job id
+    # The hold is a lease named by the job id that expires days from now (not the request's
+    # 60 s), so the reaper leaves it while the job runs.
+    async with engine.connect() as conn:
+        expires = await conn.scalar(select(BudgetLease.expires_at).where(BudgetLease.request_id == job.id))
+    assert expires is not None and expires > utcnow() + timedelta(days=6)
+    await SpendService(async_sessionmaker(engine), PriceBook({}), SpendSettings()).reap_once()
+    assert await lease_count(engine, tenant.key_id) == 1
+    assert await ledger_row(engine, job.id) is None
 
     done = await run_to_end(client, job.id)
     assert done.status == "succeeded" and done.trained_tokens == TOKENS * EPOCHS
@@ -76,6 +90,11 @@ async def test_a_job_is_estimated_reserved_then_charged_its_trained_tokens(
     assert events.data and events.data[0].message == "Job succeeded"
     checkpoints = await client.fine_tuning.jobs.checkpoints.list(job.id)
     assert [c.fine_tuning_job_id for c in checkpoints.data] == [job.id]
+    # The metrics file upstream wrote is the job owner's to read, and no one else's.
+    [result] = done.result_files
+    assert (await client.files.content(result)).content.startswith(b"step,train_loss")
+    with pytest.raises(openai.NotFoundError):
+        await (await admin.tenant()).client(tollgate.url).files.content(result)
 
 
 async def test_the_charge_is_what_upstream_trained_not_the_estimate(
