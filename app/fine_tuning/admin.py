@@ -29,7 +29,8 @@ async def list_models(session: AsyncSession) -> list[FineTunedModelView]:
     return [views[k] for k in sorted(views)]
 
 
-async def grant(session: AsyncSession, directory: FineTunedDirectory, model: str, data: GrantCreate) -> Grant:
+async def grant(session: AsyncSession, directory: FineTunedDirectory | None, model: str, data: GrantCreate) -> Grant:
+    """``directory``: this process's, to apply the change at once (None from the CLI)."""
     if not model.startswith("ft:"):
         raise InvalidRequest(
             "Only fine-tuned models (ft:...) are granted; others follow the key's models.", param="model"
@@ -40,11 +41,21 @@ async def grant(session: AsyncSession, directory: FineTunedDirectory, model: str
         else (await get_team(session, data.scope_id)).id
     )
     row = await ModelRepository(session).grant(model, data.scope, scope_id)
-    await directory.load(session)
+    if directory is not None:
+        await directory.load(session)
     return Grant(model=row.model, scope=row.scope, scope_id=row.scope_id)
 
 
-async def revoke(session: AsyncSession, directory: FineTunedDirectory, model: str, scope: str, scope_id: str) -> None:
-    if not await ModelRepository(session).revoke(model, scope, scope_id):
-        raise NotFound(f"No grant of '{model}' to {scope} '{scope_id}'.", param="scope_id")
-    await directory.load(session)
+async def revoke(
+    session: AsyncSession, directory: FineTunedDirectory | None, model: str, scope: str, scope_ref: str
+) -> None:
+    """``scope_ref``: the user's or team's id or name."""
+    ref = await _scope_id(session, scope, scope_ref) if scope in ("user", "team") else scope_ref
+    if not await ModelRepository(session).revoke(model, scope, ref):
+        raise NotFound(f"No grant of '{model}' to {scope} '{scope_ref}'.", param="scope_id")
+    if directory is not None:
+        await directory.load(session)
+
+
+async def _scope_id(session: AsyncSession, scope: str, ref: str) -> str:
+    return (await get_user(session, ref)).id if scope == "user" else (await get_team(session, ref)).id

@@ -116,21 +116,7 @@ class FineTuning:
         n_epochs = auto_epochs(examples) if epochs == "auto" else epochs
         micros = training_cost(tokens * n_epochs, entry.training_per_mtok)
         reservation = await self.spend.reserve(principal, ctx.request_id, Estimate.fixed(req.model, ENDPOINT, micros))
-        try:
-            reply = await self.upstream.request("POST", "/fine_tuning/jobs", raw)
-            obj = json.loads(reply.content)
-            job = UpstreamJob.model_validate(obj)
-        except GatewayError as exc:
-            self._release(ctx, reservation, exc.status_code, exc.code)
-            raise
-        except (ValueError, ValidationError):
-            # Upstream answered 2xx but unreadably: there may be a job, but nobody can own it.
-            self._release(ctx, reservation, 502, "bad_json")
-            raise UpstreamError("The upstream API returned a malformed response.") from None
-        except BaseException:
-            # The client went away (cancellation): the money is still given back (no await here).
-            self._release(ctx, reservation, 499, "cancelled")
-            raise
+        obj, job = await self._send(ctx, reservation, raw)
         row = FineTuningJob(
             id=job.id,
             user_id=principal.user_id,
@@ -145,10 +131,26 @@ class FineTuning:
             next_poll_at=utcnow() + timedelta(seconds=self.settings.poll_interval_s),
         )
         await self._record(ctx, reservation, row)
-        log.info(
-            "fine-tuning job %s created: %d tokens x %d epochs, estimate %d micros", job.id, tokens, n_epochs, micros
-        )
+        log.info("fine-tuning job %s: %d tokens x %d epochs, estimate %d micros", job.id, tokens, n_epochs, micros)
         return _json(with_costs(obj, row))
+
+    async def _send(self, ctx: CallContext, reservation: Reservation, raw: bytes) -> tuple[dict[str, Any], UpstreamJob]:
+        """Creates the job upstream; if that fails, the reservation is given back."""
+        try:
+            reply = await self.upstream.request("POST", "/fine_tuning/jobs", raw)
+            obj = json.loads(reply.content)
+            return obj, UpstreamJob.model_validate(obj)
+        except GatewayError as exc:
+            self._release(ctx, reservation, exc.status_code, exc.code)
+            raise
+        except (ValueError, ValidationError):
+            # Upstream answered 2xx but unreadably: there may be a job, but nobody can own it.
+            self._release(ctx, reservation, 502, "bad_json")
+            raise UpstreamError("The upstream API returned a malformed response.") from None
+        except BaseException:
+            # The client went away (cancellation): the money is still given back (no await here).
+            self._release(ctx, reservation, 499, "cancelled")
+            raise
 
     async def _checked_files(self, principal: Principal, req: JobCreate, entry: FineTunableModel) -> tuple[int, int]:
         """(examples, tokens) of the training file; both files must be the caller's and checked."""
@@ -197,8 +199,6 @@ class FineTuning:
                     log.error("fine-tuning job %s could not be cancelled upstream", row.id)
                 self._release(ctx, reservation, 503, "not_recorded")
             raise ServiceUnavailable("Tollgate could not record the job, so it was cancelled; retry later.") from None
-        if not reservation.budget_ids:
-            self.spend.in_flight.discard(reservation.request_id)
 
     def _release(self, ctx: CallContext, reservation: Reservation, http_status: int, code: str | None) -> None:
         """No job was made: the reservation is given back, and the failed call is on the ledger."""

@@ -114,28 +114,7 @@ async def _create(request: Request) -> Response:
     epochs = _epochs(body, examples)
     mock: dict[str, Any] = body["mock"] if isinstance(body.get("mock"), dict) else {}
     job_id = f"ftjob-{secrets.token_hex(12)}"
-    obj = {
-        "object": "fine_tuning.job",
-        "id": job_id,
-        "model": body["model"],
-        "created_at": int(time.time()),
-        "finished_at": None,
-        "fine_tuned_model": None,
-        "organization_id": "org-mock",
-        "result_files": [],
-        "status": "validating_files",
-        "validation_file": body.get("validation_file"),
-        "training_file": training.obj["id"],
-        "hyperparameters": {"n_epochs": epochs, "batch_size": 1, "learning_rate_multiplier": 1.0},
-        "method": {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": epochs}}},
-        "trained_tokens": None,
-        "error": None,
-        "user_provided_suffix": body.get("suffix"),
-        "seed": body.get("seed", 42),
-        "estimated_finish": None,
-        "integrations": [],
-        "metadata": body.get("metadata"),
-    }
+    obj = _job_object(body, job_id, training.obj["id"], epochs)
     job = MockJob(
         obj,
         tokens * epochs,
@@ -146,6 +125,31 @@ async def _create(request: Request) -> Response:
     _event(job, f"Created fine-tuning job: {job_id}")
     store_of(request).jobs[job_id] = job
     return json_response(obj)
+
+
+def _job_object(body: dict[str, Any], job_id: str, training_id: str, epochs: int) -> dict[str, Any]:
+    return {
+        "object": "fine_tuning.job",
+        "id": job_id,
+        "model": body["model"],
+        "created_at": int(time.time()),
+        "finished_at": None,
+        "fine_tuned_model": None,
+        "organization_id": "org-mock",
+        "result_files": [],
+        "status": "validating_files",
+        "validation_file": body.get("validation_file"),
+        "training_file": training_id,
+        "hyperparameters": {"n_epochs": epochs, "batch_size": 1, "learning_rate_multiplier": 1.0},
+        "method": {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": epochs}}},
+        "trained_tokens": None,
+        "error": None,
+        "user_provided_suffix": body.get("suffix"),
+        "seed": body.get("seed", 42),
+        "estimated_finish": None,
+        "integrations": [],
+        "metadata": body.get("metadata"),
+    }
 
 
 def _event(job: MockJob, message: str) -> None:
