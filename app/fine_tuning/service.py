@@ -285,6 +285,10 @@ class FineTuning:
             unit=ledger.UNIT_TOKEN,
             units=trained,
         )
+        if cost > row.estimated_micros:
+            log.warning(
+                "fine-tuning job %s cost %d micros, above its estimate of %d", row.id, cost, row.estimated_micros
+            )
         await self.spend.settle_now(row.api_key_id, row.user_id, row.team_id, settlement)
         model = job.fine_tuned_model if job.status == "succeeded" else None
         results = await self._result_files(job)
