@@ -68,9 +68,11 @@ def _json(payload: Any) -> Response:
 
 
 def with_costs(job: dict[str, Any], row: FineTuningJob) -> dict[str, Any]:
-    """Upstream's job object with Tollgate's own figures alongside (SDKs keep unknown fields)."""
+    """Upstream's job object with Tollgate's own figures alongside (SDKs keep unknown fields).
+    The upstream organization's id is blanked: it is the shared key's, no tenant's business."""
     return {
         **job,
+        **({"organization_id": ""} if "organization_id" in job else {}),
         "tollgate": {
             "training_tokens": row.training_tokens,
             "n_epochs": row.n_epochs,
@@ -265,7 +267,11 @@ class FineTuning:
                 await self.spend.extend_hold(session, row.id, until)
         row.job, row.status = obj, job.status
         if job.finished and row.settled_at is None:
-            await self._settle(row, job)
+            try:
+                await self._settle(row, job)
+            except DB_ERRORS as exc:
+                # The hold keeps the money meanwhile; the next poll settles it.
+                log.error("settling fine-tuning job %s failed, to be retried: %s", row.id, type(exc).__name__)
         return obj, row
 
     async def _settle(self, row: FineTuningJob, job: UpstreamJob) -> None:

@@ -45,6 +45,7 @@ async def test_a_job_is_estimated_reserved_then_charged_its_trained_tokens(
     client = tenant.client(tollgate.url)
     job = await create_job(client)
     assert (job.object, job.status, job.model) == ("fine_tuning.job", "validating_files", "gpt-4o-mini")
+    assert job.organization_id == ""  # the shared upstream organization is not shown
     shown = figures(job)
     assert shown == {
         "training_tokens": TOKENS,
