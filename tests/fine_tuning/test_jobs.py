@@ -225,6 +225,11 @@ async def test_a_job_the_budget_cannot_cover_is_refused_before_upstream(
     # Fewer epochs fit.
     job = await create_job(client, file_id, hyperparameters={"n_epochs": 1})
     assert figures(job)["estimated_cost_micros"] == TOKENS * TRAINING_MICROS_PER_TOKEN
+    assert (await admin.budget_state(budget))["reserved_micros"] == TOKENS * TRAINING_MICROS_PER_TOKEN
+    await client.fine_tuning.jobs.cancel(job.id)  # and cancelling gives the hold back at once
+    state = await admin.budget_state(budget)
+    assert (state["reserved_micros"], state["spent_micros"]) == (0, 0)
+    assert await lease_count(engine, tenant.key_id) == 0
 
 
 @pytest.mark.parametrize(
