@@ -3,6 +3,7 @@ base model's fine-tuned price; and the poller settling jobs that no client reads
 
 from __future__ import annotations
 
+import asyncio
 import math
 from decimal import Decimal
 
@@ -105,3 +106,22 @@ async def test_the_poller_settles_a_job_no_client_reads(
     done = await client.fine_tuning.jobs.retrieve(job.id)
     assert done.status == "succeeded" and done.fine_tuned_model is not None
     await client.chat.completions.create(model=done.fine_tuned_model, messages=HELLO)  # type: ignore[arg-type]
+
+
+async def test_two_replicas_reading_a_finished_job_at_once_charge_it_once(
+    tollgate: LiveServer, polling_tollgate: LiveServer, admin: Admin, engine: AsyncEngine
+) -> None:
+    tenant = await admin.tenant()
+    budget = await admin.budget("user", tenant.user_id, "10")
+    one, other = tenant.client(tollgate.url), tenant.client(polling_tollgate.url)
+    job = await create_job(one, hyperparameters={"n_epochs": 1}, extra_body={"mock": {"steps": 1}})
+    # The first read finishes the job upstream; every read after it sees it finished. Both replicas
+    # (and the fast one's poller) race to settle it.
+    reads = [c.fine_tuning.jobs.retrieve(job.id) for c in (one, other, one, other, one, other)]
+    seen = await asyncio.gather(*reads)
+    assert {j.status for j in seen} == {"succeeded"}
+    expected = tokens_of(12) * TRAINING_MICROS_PER_TOKEN
+    rows = [r for r in await usage_rows(engine, tenant.key_id) if r.endpoint == "fine_tuning.jobs"]
+    assert [(r.request_id, r.cost_micros) for r in rows] == [(job.id, expected)]
+    state = await admin.budget_state(budget)
+    assert (state["reserved_micros"], state["spent_micros"]) == (0, expected)
