@@ -98,7 +98,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.gateway.fine_tuned_access = fine_tuned.allows
         app.state.catalog.fine_tuned_access = fine_tuned.allows
         app.state.fine_tuned_models = fine_tuned
-        app.state.fine_tuning = FineTuning(sessionmaker, upstream, spend, fine_tuned, settings.fine_tuning)
+        app.state.fine_tuning = FineTuning(
+            sessionmaker, upstream, app.state.gateway.meter, fine_tuned, settings.fine_tuning
+        )
         tuning = settings.fine_tuning
         tasks = [
             asyncio.create_task(every(settings.spend.reaper_interval_s, spend.reap_once), name="lease-reaper"),

@@ -37,13 +37,14 @@ from app.fine_tuning.directory import FineTunedDirectory
 from app.fine_tuning.repository import JobRepository
 from app.fine_tuning.schemas import JobCreate, UpstreamJob, parse_create
 from app.fine_tuning.validation import auto_epochs
+from app.gateway.metering import Meter
 from app.gateway.service import CallContext, model_not_found
 from app.gateway.upstream import Upstream, forward_query, path_id
 from app.kit.db_types import utcnow
 from app.kit.pagination import PageParams, cursor_anchor
 from app.models import FineTunedModel, FineTuningJob
 from app.models import usage_record as ledger
-from app.spend.service import Estimate, Reservation, SpendService
+from app.spend.service import Estimate, Reservation
 from app.usage.pricing import TokenUsage, fine_tunable
 from app.usage.service import Settlement
 
@@ -88,13 +89,14 @@ class FineTuning:
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         upstream: Upstream,
-        spend: SpendService,
+        meter: Meter,
         directory: FineTunedDirectory,
         settings: FineTuningSettings,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.upstream = upstream
-        self.spend = spend
+        self.meter = meter
+        self.spend = meter.spend
         self.directory = directory
         self.settings = settings
         self.table = settings.tunable
@@ -117,8 +119,15 @@ class FineTuning:
         examples, tokens = await self._checked_files(principal, req, entry)
         n_epochs = auto_epochs(examples) if epochs == "auto" else epochs
         micros = training_cost(tokens * n_epochs, entry.training_per_mtok)
-        reservation = await self.spend.reserve(principal, ctx.request_id, Estimate.fixed(req.model, ENDPOINT, micros))
-        obj, job = await self._send(ctx, reservation, raw)
+        # Admitted like any metered call: rate limits (one request, no tokens), then the reservation.
+        admission = await self.meter.admit(principal, ctx.request_id, Estimate.fixed(req.model, ENDPOINT, micros))
+        reservation = admission.reservation
+        try:
+            obj, job = await self._send(ctx, reservation, raw)
+        finally:
+            if admission.limits:
+                with anyio.CancelScope(shield=True):
+                    await self.meter.limiter.release(ctx.request_id, admission.limits)
         row = FineTuningJob(
             id=job.id,
             user_id=principal.user_id,
@@ -134,7 +143,9 @@ class FineTuning:
         )
         await self._record(ctx, reservation, row)
         log.info("fine-tuning job %s: %d tokens x %d epochs, estimate %d micros", job.id, tokens, n_epochs, micros)
-        return _json(with_costs(obj, row))
+        response = _json(with_costs(obj, row))
+        response.headers.update(admission.headers)
+        return response
 
     async def _send(self, ctx: CallContext, reservation: Reservation, raw: bytes) -> tuple[dict[str, Any], UpstreamJob]:
         """Creates the job upstream; if that fails, the reservation is given back."""

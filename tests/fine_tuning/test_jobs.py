@@ -3,6 +3,8 @@ the trained tokens charged once the job finishes, and every job its creator's al
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable
 from datetime import timedelta
 
@@ -260,3 +262,21 @@ async def test_bad_job_requests_are_refused_and_write_nothing(
     assert (caught.value.code, caught.value.body["param"]) == (code, param)  # type: ignore[index]
     assert await job_rows(engine, tenant.user_id) == []
     assert await usage_rows(engine, tenant.key_id) == []
+
+
+async def test_job_creation_counts_against_the_request_rate_limit(
+    tollgate: LiveServer, admin: Admin, engine: AsyncEngine
+) -> None:
+    tenant = await admin.tenant()
+    limited = await admin.http.put("/admin/rate-limits", json={"scope": "user", "scope_id": tenant.user_id, "rpm": 1})
+    assert limited.status_code == 200, limited.text
+    client = tenant.client(tollgate.url)
+    file_id = await upload(client)
+    if time.time() % 60 > 50:  # fixed windows roll at each whole minute: do not straddle one
+        await asyncio.sleep(60.5 - time.time() % 60)
+    first = await client.fine_tuning.jobs.with_raw_response.create(model="gpt-4o-mini", training_file=file_id)
+    assert first.headers["x-ratelimit-limit-requests"] == "1"
+    with pytest.raises(openai.RateLimitError) as caught:
+        await create_job(client, file_id)
+    assert caught.value.code == "rate_limit_exceeded"
+    assert [j.id for j in await job_rows(engine, tenant.user_id)] == [first.parse().id]
