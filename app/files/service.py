@@ -22,7 +22,7 @@ from app.db import DB_ERRORS
 from app.errors import GatewayError, InvalidRequest, NotFound, ServiceUnavailable
 from app.files.repository import FileRepository
 from app.files.schemas import UPLOAD_PURPOSES, UpstreamFile, parse_upstream
-from app.fine_tuning.file_check import FINE_TUNE, FineTuneFormCheck, invalid_file, new_validator
+from app.fine_tuning.file_check import FINE_TUNE, FineTuneFormCheck, feed, invalid_file, new_validator
 from app.fine_tuning.validation import FileProblem, FileStats
 from app.gateway.upstream import UPSTREAM_IO_ERRORS, Reply, Upstream
 from app.kit.form_relay import FormRelay, FormRules
@@ -143,7 +143,7 @@ class FileService:
         response = await self.upstream.download(file_path(file.id) + "/content")
         try:
             async for chunk in response.content.iter_chunked(_DOWNLOAD_CHUNK):
-                if validator.feed(chunk) is not None:
+                if await feed(validator, chunk) is not None:
                     break
         except UPSTREAM_IO_ERRORS:
             raise ServiceUnavailable("Tollgate could not read the file back to check it; retry later.") from None

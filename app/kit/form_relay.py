@@ -32,11 +32,12 @@ class FormRules:
 
 class FormInspector(Protocol):
     """Looks at a form as it passes, to refuse it mid-stream (raise a GatewayError) on grounds of
-    its content: called with each text field, each piece of the file, and at the body's end."""
+    its content: called with each text field, each piece of the file (awaited, so heavy work can
+    leave the event loop), and at the body's end, in the order they come."""
 
     def on_field(self, name: str, value: str) -> None: ...
 
-    def on_file_data(self, data: bytes) -> None: ...
+    async def on_file_data(self, data: bytes) -> None: ...
 
     def on_body_end(self) -> None: ...
 
@@ -71,6 +72,8 @@ class FormRelay:
             async for chunk in chunks:
                 for event in reader.feed(chunk):
                     self._on(event)
+                    if self.inspector is not None and isinstance(event, PartData) and self._in_file:
+                        await self.inspector.on_file_data(event.data)
                 yield chunk
             reader.close()
         except MultipartError as exc:
@@ -79,6 +82,10 @@ class FormRelay:
         except BaseException as exc:
             self.error = exc
             raise
+
+    @property
+    def _in_file(self) -> bool:
+        return self._current == self.rules.file_field
 
     def _on(self, event: PartStart | PartData | PartEnd | BodyEnd) -> None:
         if isinstance(event, PartStart):
@@ -109,8 +116,6 @@ class FormRelay:
                 raise PayloadTooLarge(
                     f"The file is larger than the {self.rules.max_file_bytes} byte limit.", param=self._current
                 )
-            if self.inspector is not None:
-                self.inspector.on_file_data(data)
             return
         self._value += data
         if len(self._value) > MAX_FIELD_BYTES:

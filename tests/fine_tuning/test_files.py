@@ -89,3 +89,25 @@ async def test_an_upload_is_checked_when_complete(
         assert caught.value.body["message"] == BAD_ROLE_MESSAGE  # type: ignore[index]
         assert set(mock_app.state.files.files) == before  # deleted upstream at once
         assert len(await _rows(engine, tenant.user_id)) == 1
+
+
+async def test_a_large_file_is_checked_as_it_streams(
+    tollgate: LiveServer, tenant: Tenant, engine: AsyncEngine, mock_app: Starlette
+) -> None:
+    """Thousands of lines arrive in many chunks (checked off the event loop); the verdict is the
+    same as for a small file, and a bad line deep inside still stops the upload."""
+    client = tenant.client(tollgate.url)
+    created = await client.files.create(file=("big.jsonl", good_file(3000)), purpose="fine-tune")
+    [row] = await _rows(engine, tenant.user_id)
+    assert (row.id, row.tune_examples, row.tune_tokens) == (created.id, 3000, tokens_of(3000))
+
+    lines = good_file(3000).splitlines(keepends=True)
+    lines[2499] = b'{"messages": []}\n'
+    before = set(mock_app.state.files.files)
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.files.create(file=("bad.jsonl", b"".join(lines)), purpose="fine-tune")
+    assert caught.value.body["message"] == (  # type: ignore[index]
+        "Invalid fine-tuning file, line 2500: an example needs a non-empty 'messages' list (missing_messages_list)."
+    )
+    assert set(mock_app.state.files.files) == before
+    assert len(await _rows(engine, tenant.user_id)) == 1
