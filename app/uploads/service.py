@@ -17,7 +17,7 @@ from starlette.responses import Response
 from app.api_keys.schemas import Principal
 from app.config import FileSettings
 from app.db import DB_ERRORS
-from app.errors import GatewayError, NotFound, ServiceUnavailable
+from app.errors import GatewayError, InvalidRequest, NotFound, ServiceUnavailable
 from app.files.schemas import parse_upstream
 from app.files.service import FileService, send_form
 from app.gateway.upstream import Upstream
@@ -104,7 +104,11 @@ class UploadService:
         upload = parse_upstream(UpstreamUpload, reply.content)
         if upload.file is not None:
             # A fine-tune file is checked before anyone owns it; a bad one is deleted upstream.
-            stats = await self.files.check_stored(upload.file)
+            try:
+                stats = await self.files.check_stored(upload.file)
+            except InvalidRequest:
+                await self._set_status(upload.model_copy(update={"file": None}))
+                raise
             await self.files.own(principal.user_id, upload.file, stats)
         await self._set_status(upload)
         log.info("upload %s completed as file %s", upload.id, upload.file.id if upload.file else None)

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
-from app.models import File
+from app.models import File, Upload
 from tests.fine_tuning.data import good_file, tokens_of
 from tests.fixtures.live_server import LiveServer
 from tests.fixtures.servers import Tenant
@@ -89,6 +89,9 @@ async def test_an_upload_is_checked_when_complete(
         assert caught.value.body["message"] == BAD_ROLE_MESSAGE  # type: ignore[index]
         assert set(mock_app.state.files.files) == before  # deleted upstream at once
         assert len(await _rows(engine, tenant.user_id)) == 1
+        async with engine.connect() as conn:
+            state = (await conn.execute(select(Upload.status, Upload.file_id).where(Upload.id == upload.id))).one()
+        assert tuple(state) == ("completed", None)
 
 
 async def test_a_large_file_is_checked_as_it_streams(
