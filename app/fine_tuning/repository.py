@@ -69,6 +69,12 @@ class JobRepository(RepositoryBase[FineTuningJob]):
 class ModelRepository(RepositoryBase[FineTunedModel]):
     model = FineTunedModel
 
+    async def add_new(self, model: FineTunedModel) -> FineTunedModel | None:
+        """Records a model unless its name is taken (a model id is never reused upstream)."""
+        if await self.get_by_id(model.id) is not None:
+            return None
+        return await self.create(model)
+
     async def all_models(self) -> Sequence[FineTunedModel]:
         return await self.get_all(select(FineTunedModel).order_by(FineTunedModel.id))
 

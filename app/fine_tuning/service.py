@@ -34,7 +34,7 @@ from app.files.repository import FileRepository
 from app.files.schemas import UpstreamFile, parse_upstream
 from app.files.service import file_not_found, file_path, record_file
 from app.fine_tuning.directory import FineTunedDirectory
-from app.fine_tuning.repository import JobRepository
+from app.fine_tuning.repository import JobRepository, ModelRepository
 from app.fine_tuning.schemas import JobCreate, UpstreamJob, parse_create
 from app.fine_tuning.validation import auto_epochs
 from app.gateway.metering import Meter
@@ -313,9 +313,9 @@ class FineTuning:
         async with self.sessionmaker.begin() as session:
             won = await JobRepository(session).mark_settled(row.id, trained, cost, model, now)
             made = None
-            if won and model is not None and await session.get(FineTunedModel, model) is None:
+            if won and model is not None:
                 made = FineTunedModel(id=model, user_id=row.user_id, base_model=row.model, job_id=row.id)
-                session.add(made)
+                made = await ModelRepository(session).add_new(made)
             files = FileRepository(session)
             for file in results if won else []:
                 if await files.get_by_id(file.id) is None:
