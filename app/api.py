@@ -9,6 +9,8 @@ from app.batches.endpoints import router as batches_router
 from app.budgets.endpoints import router as budgets_router
 from app.conversations.endpoints import router as conversations_router
 from app.files.endpoints import router as files_router
+from app.fine_tuning.endpoints import admin_router as fine_tuned_models_router
+from app.fine_tuning.endpoints import router as fine_tuning_router
 from app.gateway.endpoints import router as gateway_router
 from app.gateway.unserved import router as unserved_router
 from app.media.endpoints import router as media_router
@@ -41,6 +43,7 @@ routers: list[APIRouter] = [
     uploads_router,
     vector_stores_router,
     batches_router,
+    fine_tuning_router,
     accounts_router,
     threads_admin_router,
     keys_router,
@@ -49,4 +52,5 @@ routers: list[APIRouter] = [
     upstreams_router,
     audit_router,
     metrics_router,
+    fine_tuned_models_router,
 ]

@@ -205,6 +205,67 @@ class MetricsSettings(BaseSettings):
     token: SecretStr | None = None
 
 
+class FineTunableModel(BaseModel):
+    """A base model that can be fine-tuned: what training costs (dollars per million training
+    tokens, which the public price table lacks), the longest training example it takes, and what
+    its fine-tuned models cost to use when the price table has no ``ft:`` price for them."""
+
+    training_per_mtok: Decimal = Field(ge=0)
+    max_example_tokens: int = Field(default=65_536, ge=1)
+    input_per_mtok: Decimal | None = Field(default=None, ge=0)
+    cached_input_per_mtok: Decimal | None = Field(default=None, ge=0)
+    output_per_mtok: Decimal | None = Field(default=None, ge=0)
+
+
+def _tunable(training: str, tokens: int, inp: str, cached: str | None, out: str) -> FineTunableModel:
+    return FineTunableModel(
+        training_per_mtok=Decimal(training),
+        max_example_tokens=tokens,
+        input_per_mtok=Decimal(inp),
+        cached_input_per_mtok=Decimal(cached) if cached is not None else None,
+        output_per_mtok=Decimal(out),
+    )
+
+
+# OpenAI's published prices for supervised fine-tuning (training per million tokens, then the
+# fine-tuned model's input, cached input and output per million tokens).
+DEFAULT_FINE_TUNABLE: dict[str, FineTunableModel] = {
+    "gpt-4.1": _tunable("25", 65_536, "3", "0.75", "12"),
+    "gpt-4.1-mini": _tunable("5", 65_536, "0.8", "0.2", "3.2"),
+    "gpt-4.1-nano": _tunable("1.5", 65_536, "0.2", "0.05", "0.8"),
+    "gpt-4o": _tunable("25", 65_536, "3.75", "1.875", "15"),
+    "gpt-4o-mini": _tunable("3", 65_536, "0.3", "0.15", "1.2"),
+    "gpt-3.5-turbo": _tunable("8", 16_385, "3", None, "6"),
+}
+
+
+class FineTuningSettings(BaseSettings):
+    model_config = SettingsConfigDict(**_BASE, env_prefix="TOLLGATE_FINE_TUNING_")
+
+    # JSON {"gpt-4o-mini": {"training_per_mtok": "3", "max_example_tokens": 65536, ...}}: a model
+    # listed replaces its built-in entry; models in neither cannot be fine-tuned through Tollgate.
+    models: Annotated[dict[str, FineTunableModel], NoDecode] = Field(default_factory=dict)
+    # How often a replica asks upstream about unfinished jobs (each job is claimed by one replica).
+    poll_interval_s: float = Field(default=30.0, gt=0)
+    # A job's reservation is held this long past each poll; only if no poll happens for this
+    # long (Tollgate stopped) does the reaper charge it at the estimate.
+    hold_s: float = Field(default=7 * 24 * 3600.0, ge=60)
+    # How soon a fine-tuned model or an admin's grant made on one replica reaches the others.
+    refresh_s: float = Field(default=5.0, gt=0)
+    min_examples: int = Field(default=10, ge=1)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _parse_models(cls, v: object) -> object:
+        if isinstance(v, str):
+            return json.loads(v) if v.strip() else {}
+        return v
+
+    @property
+    def tunable(self) -> dict[str, FineTunableModel]:
+        return {**DEFAULT_FINE_TUNABLE, **self.models}
+
+
 class Settings(BaseModel):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
@@ -215,6 +276,8 @@ class Settings(BaseModel):
     batches: BatchSettings = Field(default_factory=BatchSettings)
     vector_stores: VectorStoreSettings = Field(default_factory=VectorStoreSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+
+    fine_tuning: FineTuningSettings = Field(default_factory=FineTuningSettings)
 
     @model_validator(mode="after")
     def _refuse_weak_secrets(self) -> Settings:

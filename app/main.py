@@ -19,6 +19,8 @@ from app.conversations.service import Conversations
 from app.db import create_engine, create_money_pool, create_sessionmaker
 from app.errors import install_error_handlers
 from app.files.service import FileService
+from app.fine_tuning.directory import FineTunedDirectory
+from app.fine_tuning.service import FineTuning
 from app.gateway.catalog import ModelCatalog
 from app.gateway.metering import Meter
 from app.gateway.service import Gateway
@@ -68,7 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await ensure_admin(session, secret, settings.keys.admin_key.get_secret_value())
         # tiktoken's tables and the price table take a moment to load; pay it at start, not on a request.
         encoding_for("gpt-4o-mini")
-        prices = PriceBook(settings.gateway.price_overrides)
+        prices = PriceBook(settings.gateway.price_overrides, settings.fine_tuning.tunable)
         prices.is_priced("gpt-4o-mini")
         app.state.settings = settings
         app.state.sessionmaker = sessionmaker
@@ -96,12 +98,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.upstreams = directory
         app.state.responses = Responses(app.state.gateway, sessionmaker)
         app.state.conversations = Conversations(upstream, sessionmaker)
-        app.state.files = FileService(sessionmaker, upstream, settings.files)
+        app.state.files = FileService(sessionmaker, upstream, settings.files, settings.fine_tuning)
         app.state.uploads = UploadService(sessionmaker, upstream, app.state.files, settings.files)
         app.state.vector_stores = VectorStores(sessionmaker, upstream)
         storage = StorageMeter(sessionmaker, upstream, spend, settings.vector_stores)
         settler = BatchSettler(sessionmaker, upstream, spend, prices, settings.batches)
         app.state.batches = Batches(sessionmaker, app.state.gateway, settler, settings)
+        fine_tuned = FineTunedDirectory(sessionmaker)
+        await fine_tuned.refresh()
+        app.state.gateway.fine_tuned_access = fine_tuned.allows
+        app.state.catalog.fine_tuned_access = fine_tuned.allows
+        app.state.fine_tuned_models = fine_tuned
+        app.state.fine_tuning = FineTuning(
+            sessionmaker, upstream, app.state.gateway.meter, fine_tuned, settings.fine_tuning
+        )
+        tuning = settings.fine_tuning
         tasks = [
             asyncio.create_task(every(settings.spend.reaper_interval_s, spend.reap_once), name="lease-reaper"),
             asyncio.create_task(every(settings.spend.lease_ttl_s / 3, spend.heartbeat_once), name="lease-heartbeat"),
@@ -111,6 +122,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             asyncio.create_task(
                 every(settings.vector_stores.storage_meter_interval_s, storage.run_once), name="storage-meter"
             ),
+            asyncio.create_task(every(tuning.poll_interval_s, app.state.fine_tuning.poll_once), name="fine-tuning"),
+            asyncio.create_task(every(tuning.refresh_s, fine_tuned.refresh), name="fine-tuned-models"),
         ]
         freeze_startup_heap()
         try:

@@ -11,6 +11,7 @@ from app.api_keys.service import ensure_admin, resolve_key_secret
 from app.cli.accounts import teams, users
 from app.cli.audit import audit_cli
 from app.cli.budgets import budgets_cli, limits_cli
+from app.cli.fine_tuned import fine_tuned_cli
 from app.cli.keys import keys
 from app.cli.runtime import load_settings, migrate
 from app.config import Settings
@@ -25,6 +26,7 @@ cli.add_typer(keys, name="keys")
 cli.add_typer(budgets_cli, name="budgets")
 cli.add_typer(limits_cli, name="limits")
 cli.add_typer(audit_cli, name="audit")
+cli.add_typer(fine_tuned_cli, name="fine-tuned")
 
 
 @cli.command("migrate")

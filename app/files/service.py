@@ -19,11 +19,13 @@ from starlette.responses import Response, StreamingResponse
 from app.api_keys.schemas import Principal
 from app.audit.schemas import ObjectAction
 from app.audit.support import Reached, Target, reach_upstream
-from app.config import FileSettings
+from app.config import FileSettings, FineTuningSettings
 from app.db import DB_ERRORS
 from app.errors import GatewayError, InvalidRequest, NotFound, ServiceUnavailable
 from app.files.repository import FileRepository
 from app.files.schemas import UPLOAD_PURPOSES, UpstreamFile, parse_upstream
+from app.fine_tuning.file_check import FINE_TUNE, FineTuneFormCheck, feed, invalid_file, new_validator
+from app.fine_tuning.validation import FileProblem, FileStats
 from app.gateway.upstream import UPSTREAM_IO_ERRORS, Reply, Upstream
 from app.kit.form_relay import FormRelay, FormRules
 from app.kit.pagination import PageParams, cursor_anchor
@@ -64,8 +66,9 @@ async def send_form(
         raise
 
 
-async def record_file(session: AsyncSession, user_id: str, file: UpstreamFile) -> File:
-    """Makes an upstream file the user's; anything that gets a new file from upstream calls this."""
+async def record_file(session: AsyncSession, user_id: str, file: UpstreamFile, stats: FileStats | None = None) -> File:
+    """Makes an upstream file the user's; anything that gets a new file from upstream calls this.
+    ``stats``: what the fine-tune check counted in it, when it was checked."""
     row = File(
         id=file.id,
         user_id=user_id,
@@ -75,6 +78,9 @@ async def record_file(session: AsyncSession, user_id: str, file: UpstreamFile) -
         status=file.status,
         upstream_created_at=file.created_at,
         expires_at=file.expires,
+        tune_examples=stats.examples if stats else None,
+        tune_tokens=stats.tokens if stats else None,
+        tune_longest=stats.longest if stats else None,
     )
     return await FileRepository(session).create(row)
 
@@ -91,10 +97,15 @@ async def page(
 
 class FileService:
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], upstream: Upstream, settings: FileSettings
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        upstream: Upstream,
+        settings: FileSettings,
+        fine_tuning: FineTuningSettings | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.upstream = upstream
+        self.fine_tuning = fine_tuning or FineTuningSettings()
         self.rules = FormRules(
             file_field="file",
             fields=_FORM_FIELDS,
@@ -106,24 +117,48 @@ class FileService:
     async def upload(
         self, principal: Principal, content_type: str | None, content_length: int | None, chunks: AsyncIterable[bytes]
     ) -> Response:
-        relay = FormRelay(self.rules, content_type)
+        check = FineTuneFormCheck(self.fine_tuning)
+        relay = FormRelay(self.rules, content_type, inspector=check)
         reply = await send_form(self.upstream, "/files", relay, chunks, content_length)
         file = parse_upstream(UpstreamFile, reply.content)
-        await self.own(principal.user_id, file)
+        await self.own(principal.user_id, file, check.stats)
         log.info("file %s uploaded: %d bytes, purpose %s", file.id, file.bytes, file.purpose)
         return Response(reply.content, media_type="application/json")
 
-    async def own(self, user_id: str, file: UpstreamFile) -> None:
+    async def own(self, user_id: str, file: UpstreamFile, stats: FileStats | None = None) -> None:
         """Records the owner of a file upstream has just made. If that fails, the file is deleted
         upstream rather than left there with nobody able to reach or delete it."""
         try:
             async with self.sessionmaker.begin() as session:
-                await record_file(session, user_id, file)
+                await record_file(session, user_id, file, stats)
         except DB_ERRORS:
             log.exception("could not record the owner of file %s; deleting it upstream", file.id)
             with suppress(GatewayError):
                 await self.upstream.request("DELETE", file_path(file.id))
             raise ServiceUnavailable("Tollgate could not record the file, so it was not kept; retry later.") from None
+
+    async def check_stored(self, file: UpstreamFile) -> FileStats | None:
+        """The fine-tune check of a file upstream already holds (a completed Upload), read back
+        chunk by chunk. A file that fails it is deleted upstream and refused with the reason."""
+        if file.purpose != FINE_TUNE:
+            return None
+        validator = new_validator(self.fine_tuning)
+        response = await self.upstream.download(file_path(file.id) + "/content")
+        try:
+            async for chunk in response.content.iter_chunked(_DOWNLOAD_CHUNK):
+                if await feed(validator, chunk) is not None:
+                    break
+        except UPSTREAM_IO_ERRORS:
+            raise ServiceUnavailable("Tollgate could not read the file back to check it; retry later.") from None
+        finally:
+            response.close()
+        result = validator.finish()
+        if isinstance(result, FileProblem):
+            with suppress(GatewayError):
+                await self.upstream.request("DELETE", file_path(file.id))
+            log.info("file %s refused for fine-tuning: %s", file.id, result.check)
+            raise invalid_file(result)
+        return result
 
     async def owned(self, principal: Principal, file_id: str, action: ObjectAction = "object.read") -> Reached[File]:
         """The caller's file; for an admin any file, even one made upstream outside Tollgate."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -22,6 +23,12 @@ class ModelCatalog:
         self._models: dict[str, dict[str, Any]] = {}
         self._fetched_at = float("-inf")
         self._lock = anyio.Lock()
+        # Who may see a fine-tuned (ft:) model; upstream lists every tenant's. Set at start.
+        self.fine_tuned_access: Callable[[Principal, str], bool] | None = None
+
+    def hidden(self, principal: Principal, model: str) -> bool:
+        access = self.fine_tuned_access
+        return access is not None and model.startswith("ft:") and not access(principal, model)
 
     async def list_for(self, principal: Principal) -> Response:
         models = await self._load()
@@ -31,6 +38,7 @@ class ModelCatalog:
             # A restricted key sees its models even when upstream does not list them
             # (a private or self-hosted model routed by name).
             data = [models.get(m) or _synthetic(m) for m in sorted(principal.allowed_models)]
+        data = [m for m in data if not self.hidden(principal, str(m["id"]))]
         return JSONResponse({"object": "list", "data": data})
 
     async def retrieve(self, model: str) -> Response:

@@ -82,6 +82,6 @@ async def list_models(principal: CurrentPrincipal, catalog: CatalogDep) -> Respo
 
 @router.get("/models/{model:path}")
 async def retrieve_model(model: str, principal: CurrentPrincipal, catalog: CatalogDep) -> Response:
-    if not principal.may_use(model):
+    if not principal.may_use(model) or catalog.hidden(principal, model):
         raise model_not_found(model)
     return await catalog.retrieve(model)

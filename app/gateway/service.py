@@ -71,14 +71,23 @@ def model_not_found(model: str) -> NotFound:
     )
 
 
+ModelAccess = Callable[[Principal, str], bool]
+
+
 class Gateway:
     def __init__(self, upstream: Upstream, prices: PriceBook, meter: Meter) -> None:
         self.upstream = upstream
         self.prices = prices
         self.meter = meter
+        # Who may call a fine-tuned (ft:) model; set at start by the fine-tuning domain. All
+        # tenants share the upstream organization, whose fine-tuned models any key could reach.
+        self.fine_tuned_access: ModelAccess | None = None
 
     def authorize(self, principal: Principal, model: str) -> None:
         if not principal.may_use(model):
+            raise model_not_found(model)
+        access = self.fine_tuned_access
+        if access is not None and model.startswith("ft:") and not access(principal, model):
             raise model_not_found(model)
         if not self.prices.is_priced(model):
             raise InvalidRequest(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from app.errors import InvalidRequest, PayloadTooLarge
 from app.kit.multipart import BodyEnd, MultipartError, MultipartReader, PartData, PartEnd, PartStart, form_boundary
@@ -29,6 +30,18 @@ class FormRules:
     check_field: Callable[[str, str], None] = lambda _name, _value: None
 
 
+class FormInspector(Protocol):
+    """Looks at a form as it passes, to refuse it mid-stream (raise a GatewayError) on grounds of
+    its content: called with each text field, each piece of the file (awaited, so heavy work can
+    leave the event loop), and at the body's end, in the order they come."""
+
+    def on_field(self, name: str, value: str) -> None: ...
+
+    async def on_file_data(self, data: bytes) -> None: ...
+
+    def on_body_end(self) -> None: ...
+
+
 def invalid_form(message: str, param: str | None = None) -> InvalidRequest:
     return InvalidRequest(message, param=param, code="invalid_multipart")
 
@@ -41,6 +54,7 @@ class FormRelay:
     fields: dict[str, str] = field(default_factory=dict)
     # Why the relay stopped, when it did: the caller raises this rather than the send failure.
     error: BaseException | None = None
+    inspector: FormInspector | None = None
     boundary: str = field(init=False)
     _current: str | None = None
     _value: bytearray = field(default_factory=bytearray)
@@ -58,6 +72,8 @@ class FormRelay:
             async for chunk in chunks:
                 for event in reader.feed(chunk):
                     self._on(event)
+                    if self.inspector is not None and isinstance(event, PartData) and self._in_file:
+                        await self.inspector.on_file_data(event.data)
                 yield chunk
             reader.close()
         except MultipartError as exc:
@@ -66,6 +82,10 @@ class FormRelay:
         except BaseException as exc:
             self.error = exc
             raise
+
+    @property
+    def _in_file(self) -> bool:
+        return self._current == self.rules.file_field
 
     def _on(self, event: PartStart | PartData | PartEnd | BodyEnd) -> None:
         if isinstance(event, PartStart):
@@ -78,6 +98,8 @@ class FormRelay:
             missing = sorted(self.rules.required - self._seen)
             if missing:
                 raise invalid_form(f"Missing required parameter: '{missing[0]}'.", param=missing[0])
+            if self.inspector is not None:
+                self.inspector.on_body_end()
 
     def _start(self, name: str) -> None:
         if name != self.rules.file_field and name not in self.rules.fields:
@@ -110,3 +132,5 @@ class FormRelay:
         self._value.clear()
         self.fields[name] = value
         self.rules.check_field(name, value)
+        if self.inspector is not None:
+            self.inspector.on_field(name, value)

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from app.mock_upstream import batches, conversations, files, media, responses, vector_stores
+from app.mock_upstream import batches, conversations, files, fine_tuning, media, responses, vector_stores
 from app.mock_upstream.chat import (
     StreamAbortedError,
     StreamOptions,
@@ -114,6 +114,7 @@ def create_mock_app(config: MockConfig | None = None) -> Starlette:
         *files.routes(),
         *vector_stores.ROUTES,
         *batches.ROUTES,
+        *fine_tuning.ROUTES,
     ]
     ids = _Ids()
     requests: list[RecordedRequest] = []

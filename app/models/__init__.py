@@ -9,6 +9,8 @@ from app.models.budget import Budget
 from app.models.budget_lease import BudgetLease
 from app.models.conversation import Conversation
 from app.models.file import File
+from app.models.fine_tuned_model import FineTunedModel, FineTunedModelGrant
+from app.models.fine_tuning_job import FineTuningJob
 from app.models.rate_limit import RateLimit
 from app.models.response_record import ResponseRecord
 from app.models.team import Team
@@ -32,6 +34,9 @@ __all__ = [
     "BudgetLease",
     "Conversation",
     "File",
+    "FineTunedModel",
+    "FineTunedModelGrant",
+    "FineTuningJob",
     "RateLimit",
     "ResponseRecord",
     "Team",

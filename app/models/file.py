@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.kit.db_types import UTCDateTime
@@ -25,3 +25,8 @@ class File(TimestampMixin, Base):
     status: Mapped[str] = mapped_column(String(20), nullable=False)
     upstream_created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Set on a fine-tune file Tollgate validated on its way in: its examples, their training
+    # tokens (one epoch) and the longest example's tokens, so a job is priced without a download.
+    tune_examples: Mapped[int | None] = mapped_column(Integer)
+    tune_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    tune_longest: Mapped[int | None] = mapped_column(Integer)

@@ -22,6 +22,8 @@ UNIT_SECOND = "second"  # of audio, rounded up
 UNIT_CHARACTER = "character"
 # Vector store storage: bytes stored, for one day (OpenAI bills it per GB-day).
 UNIT_BYTE_DAY = "byte_day"
+# Fine-tuning: trained tokens (epochs included), which outgrow the int32 token columns.
+UNIT_TOKEN = "token"  # noqa: S105 - a unit name, not a secret
 
 SOURCE_UPSTREAM = "upstream"
 SOURCE_ESTIMATED = "estimated"

@@ -119,6 +119,15 @@ class LeaseRepository(RepositoryBase[BudgetLease]):
         )
         await self.session.execute(statement)
 
+    async def rename(self, request_id: str, new_id: str, expires_at: datetime) -> None:
+        statement = (
+            update(BudgetLease)
+            .where(BudgetLease.request_id == request_id)
+            .values(request_id=new_id, expires_at=expires_at)
+            .execution_options(synchronize_session=False)
+        )
+        await self.session.execute(statement)
+
     async def delete(self, lease: BudgetLease) -> None:
         await self.session.delete(lease)
 

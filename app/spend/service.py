@@ -245,11 +245,16 @@ class SpendService:
         metrics.PENDING_SETTLEMENTS.inc()
         self.settlements.submit(item)
 
-    async def hold(self, session: AsyncSession, request_id: str, until: datetime) -> None:
-        """For work that settles long after its request (a batch): the lease leaves the
-        heartbeat's care and lives until ``until``, when the reaper may charge it as estimated."""
+    async def hold(self, session: AsyncSession, request_id: str, until: datetime, *, as_id: str | None = None) -> None:
+        """For work that settles long after its request (a batch, a fine-tuning job): the lease
+        leaves the heartbeat's care and lives until ``until``, when the reaper may charge it as
+        estimated. ``as_id`` renames it to the id its settlement will carry (the job's)."""
         self.in_flight.discard(request_id)
-        await LeaseRepository(session).extend([request_id], until)
+        repo = LeaseRepository(session)
+        if as_id is None:
+            await repo.extend([request_id], until)
+        else:
+            await repo.rename(request_id, as_id, until)
 
     async def settle_in(self, session: AsyncSession, payer: Payer, settlement: Settlement) -> None:
         """Settles in the caller's transaction, beside what must happen exactly once with it. The
@@ -305,6 +310,16 @@ class SpendService:
             for item in items:
                 await UsageRepository(session).insert_once(item.usage)
             await session.commit()
+
+    async def settle_now(self, key_id: str, user_id: str, team_id: str | None, settlement: Settlement) -> None:
+        """Writes one settlement at once and raises if it could not (background work that must
+        know, such as a finished fine-tuning job). Idempotent like every settlement: a lease is
+        taken once, and a ledger row with the same request id is written once."""
+        values = record_values(key_id, user_id, team_id, settlement)
+        await self._write_batch([PendingSettlement(settlement.request_id, settlement.cost_micros, values)])
+
+    async def extend_hold(self, session: AsyncSession, hold_id: str, until: datetime) -> None:
+        await LeaseRepository(session).extend([hold_id], until)
 
     async def reap_once(self, batch: int = 100) -> int:
         """Charges expired leases at their reserved amount. Safe on every replica at once:

@@ -18,7 +18,7 @@ from app.api_keys.schemas import Principal
 from app.audit.support import Reached, Target, reach_upstream
 from app.config import FileSettings
 from app.db import DB_ERRORS
-from app.errors import GatewayError, NotFound, ServiceUnavailable
+from app.errors import GatewayError, InvalidRequest, NotFound, ServiceUnavailable
 from app.files.schemas import parse_upstream
 from app.files.service import FileService, send_form
 from app.gateway.upstream import Upstream
@@ -112,9 +112,15 @@ class UploadService:
         reply = await self.upstream.request("POST", _path(row.id) + "/complete", raw)
         upload = parse_upstream(UpstreamUpload, reply.content)
         if upload.file is not None:
+            # A fine-tune file is checked before anyone owns it; a bad one is deleted upstream.
+            try:
+                stats = await self.files.check_stored(upload.file)
+            except InvalidRequest:
+                await self._set_status(upload.model_copy(update={"file": None}))
+                raise
             # The upload's owner's, also when an admin completed it for them (the admin's own when
             # the upload was made outside Tollgate and nobody is known to own it).
-            await self.files.own(row.owner_id or principal.user_id, upload.file)
+            await self.files.own(row.owner_id or principal.user_id, upload.file, stats)
         await self._set_status(upload)
         log.info("upload %s completed as file %s", upload.id, upload.file.id if upload.file else None)
         return _json(reply.content)

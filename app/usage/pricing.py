@@ -8,6 +8,8 @@ and the rounding error is below one micro-dollar per request.
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -16,7 +18,7 @@ from functools import lru_cache
 from genai_prices import Usage, data_snapshot
 from genai_prices.types import ModelPrice, TieredPrices
 
-from app.config import ModelPriceOverride
+from app.config import FineTunableModel, ModelPriceOverride
 
 MICROS_PER_DOLLAR = Decimal(1_000_000)
 
@@ -32,9 +34,29 @@ class TokenUsage:
     reasoning: int = 0
 
 
+_DATED = re.compile(r"-\d{4}-\d{2}-\d{2}$|-\d{4}$")
+
+
+def base_of(model: str) -> str:
+    """The base model of a fine-tuned one: ``ft:gpt-4o-mini-2024-07-18:org:suffix:id`` ->
+    ``gpt-4o-mini-2024-07-18``; any other model is its own base."""
+    return model.removeprefix("ft:").split(":", 1)[0] if model.startswith("ft:") else model
+
+
+def fine_tunable(table: Mapping[str, FineTunableModel], model: str) -> FineTunableModel | None:
+    """The fine-tuning entry of a base model, by its exact name, else its undated name
+    (``gpt-4o-mini-2024-07-18`` -> ``gpt-4o-mini``)."""
+    return table.get(model) or table.get(_DATED.sub("", model))
+
+
 class PriceBook:
-    def __init__(self, overrides: dict[str, ModelPriceOverride]) -> None:
+    def __init__(
+        self,
+        overrides: dict[str, ModelPriceOverride],
+        fine_tunable: Mapping[str, FineTunableModel] | None = None,
+    ) -> None:
         self._overrides = {name: _override_price(o) for name, o in overrides.items()}
+        self._fine_tunable = fine_tunable or {}
         self._resolve = lru_cache(maxsize=1024)(self._lookup)
         self._window = lru_cache(maxsize=1024)(_context_window)
 
@@ -68,7 +90,23 @@ class PriceBook:
             return self._overrides[model]
         provider = next(p for p in data_snapshot.get_snapshot().providers if p.id == "openai")
         info = provider.find_model(model)
+        if model.startswith("ft:"):
+            # A fine-tuned model: the table's own ft: price, else its base model's fine-tuned
+            # price from settings; never the base model's plain price, which is lower.
+            if info is not None and info.id.startswith("ft:"):
+                return info.get_prices(datetime.now(UTC))
+            return self._fine_tuned_price(base_of(model))
         return info.get_prices(datetime.now(UTC)) if info is not None else None
+
+    def _fine_tuned_price(self, base: str) -> ModelPrice | None:
+        entry = fine_tunable(self._fine_tunable, base)
+        if entry is None or entry.input_per_mtok is None:
+            return None
+        return ModelPrice(
+            input_mtok=entry.input_per_mtok,
+            cache_read_mtok=entry.cached_input_per_mtok,
+            output_mtok=entry.output_per_mtok or Decimal(0),
+        )
 
 
 def _context_window(model: str) -> int | None:

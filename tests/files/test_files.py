@@ -16,7 +16,8 @@ from app.models import File, UsageRecord
 from tests.fixtures.live_server import LiveServer
 from tests.fixtures.servers import Admin, Tenant
 
-JSONL = b'{"messages": [{"role": "user", "content": "hi"}]}\n' * 3
+# A valid fine-tune file (fine-tune uploads are checked on the way in: see tests/fine_tuning).
+JSONL = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n' * 10
 
 
 async def _file_rows(engine: AsyncEngine, user_id: str) -> list[File]:
@@ -68,8 +69,8 @@ async def test_lists_show_only_the_callers_files_with_pagination_and_purpose(
     alice, bob = await admin.tenant(), await admin.tenant()
     a, b = alice.client(tollgate.url), bob.client(tollgate.url)
     purposes: list[FilePurpose] = ["fine-tune", "batch", "fine-tune", "assistants", "fine-tune"]
-    ids = [(await a.files.create(file=(f"f{i}.jsonl", b"{}\n"), purpose=p)).id for i, p in enumerate(purposes)]
-    bobs = (await b.files.create(file=("bob.jsonl", b"{}\n"), purpose="fine-tune")).id
+    ids = [(await a.files.create(file=(f"f{i}.jsonl", JSONL), purpose=p)).id for i, p in enumerate(purposes)]
+    bobs = (await b.files.create(file=("bob.jsonl", JSONL), purpose="fine-tune")).id
 
     assert [f.id for f in (await a.files.list()).data] == ids[::-1]
     assert [f.id for f in (await b.files.list()).data] == [bobs]

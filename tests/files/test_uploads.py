@@ -31,13 +31,13 @@ async def test_upload_in_parts_becomes_the_callers_file(
 ) -> None:
     client = tenant.client(tollgate.url)
     upload = await client.uploads.create(
-        bytes=len(WHOLE), filename="big.jsonl", mime_type="text/jsonl", purpose="fine-tune"
+        bytes=len(WHOLE), filename="big.jsonl", mime_type="text/jsonl", purpose="user_data"
     )
     assert (upload.status, upload.object, upload.bytes) == ("pending", "upload", len(WHOLE))
     part_ids = [(await client.uploads.parts.create(upload.id, data=part)).id for part in PARTS]
     done = await client.uploads.complete(upload.id, part_ids=part_ids, md5=hashlib.md5(WHOLE).hexdigest())  # noqa: S324
     assert done.status == "completed" and done.file is not None
-    assert (done.file.bytes, done.file.filename, done.file.purpose) == (len(WHOLE), "big.jsonl", "fine-tune")
+    assert (done.file.bytes, done.file.filename, done.file.purpose) == (len(WHOLE), "big.jsonl", "user_data")
 
     row = await _upload_row(engine, upload.id)
     assert row is not None and (row.user_id, row.status, row.file_id) == (tenant.user_id, "completed", done.file.id)
