@@ -18,6 +18,8 @@ from app.threads.endpoints import admin_router as threads_admin_router
 from app.threads.endpoints import router as threads_router
 from app.uploads.endpoints import router as uploads_router
 from app.upstreams.endpoints import router as upstreams_router
+from app.usage.endpoints import admin_router as usage_admin_router
+from app.usage.endpoints import router as usage_router
 
 # Included into the app one by one, the OpenAI routes first: FastAPI walks included routers on
 # every request, so a flat, hot-first list is measurably cheaper than one nested router. The
@@ -28,6 +30,7 @@ routers: list[APIRouter] = [
     responses_router,
     conversations_router,
     me_router,
+    usage_router,
     media_router,
     assistants_router,
     create_and_run_router,
@@ -41,4 +44,5 @@ routers: list[APIRouter] = [
     budgets_router,
     ratelimits_router,
     upstreams_router,
+    usage_admin_router,
 ]

@@ -173,6 +173,17 @@ class FileSettings(BaseSettings):
     max_part_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
 
 
+class UsageSettings(BaseSettings):
+    model_config = SettingsConfigDict(**_BASE, env_prefix="TOLLGATE_USAGE_")
+
+    # PostgreSQL: keep this many whole months of ledger before the current one; older monthly
+    # partitions are dropped (never DELETEd). None keeps everything.
+    retention_months: int | None = Field(default=None, ge=1)
+    # Monthly partitions created ahead of time, so inserts never land in the default partition.
+    partitions_ahead: int = Field(default=2, ge=1, le=24)
+    maintenance_interval_s: float = Field(default=3600.0, gt=0)
+
+
 class Settings(BaseModel):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
@@ -180,6 +191,7 @@ class Settings(BaseModel):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     spend: SpendSettings = Field(default_factory=SpendSettings)
     files: FileSettings = Field(default_factory=FileSettings)
+    usage: UsageSettings = Field(default_factory=UsageSettings)
 
     @model_validator(mode="after")
     def _refuse_weak_secrets(self) -> Settings:

@@ -42,6 +42,7 @@ from app.threads.service import ThreadChats
 from app.uploads.service import UploadService
 from app.upstreams.service import UpstreamDirectory
 from app.usage.pricing import PriceBook
+from app.usage.service import LedgerMaintenance
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -91,12 +92,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.conversations = Conversations(upstream, sessionmaker)
         app.state.files = FileService(sessionmaker, upstream, settings.files)
         app.state.uploads = UploadService(sessionmaker, upstream, app.state.files, settings.files)
+        ledger = LedgerMaintenance(sessionmaker, settings.usage)
+        if engine.dialect.name == "postgresql":
+            # This month's and the next months' partitions exist before the first request.
+            await ledger.maintain()
         tasks = [
             asyncio.create_task(every(settings.spend.reaper_interval_s, spend.reap_once), name="lease-reaper"),
             asyncio.create_task(every(settings.spend.lease_ttl_s / 3, spend.heartbeat_once), name="lease-heartbeat"),
             asyncio.create_task(every(1.0, flush_logs), name="log-flush"),
             asyncio.create_task(every(settings.gateway.upstreams_refresh_s, directory.refresh), name="upstreams"),
         ]
+        if engine.dialect.name == "postgresql":
+            interval = settings.usage.maintenance_interval_s
+            tasks.append(asyncio.create_task(every(interval, ledger.maintain), name="ledger-partitions"))
         freeze_startup_heap()
         try:
             yield

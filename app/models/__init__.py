@@ -16,6 +16,7 @@ from app.models.thread_run import ThreadRun
 from app.models.upload import Upload
 from app.models.upstream_target import UpstreamTargetRow
 from app.models.usage_record import UsageRecord
+from app.models.usage_rollup import UsageRollup
 from app.models.user import User
 
 __all__ = [
@@ -35,5 +36,6 @@ __all__ = [
     "Upload",
     "UpstreamTargetRow",
     "UsageRecord",
+    "UsageRollup",
     "User",
 ]

@@ -154,7 +154,10 @@ class MoneyFunctions:
     async def settle_batch(self, items: Sequence[PendingSettlement], now: datetime) -> None:
         """One transaction for the whole batch; see tollgate_settle_batch."""
         payload = json.dumps(
-            [{"request_id": i.request_id, "actual": i.actual_micros, "usage": i.usage} for i in items],
+            [
+                {"request_id": i.request_id, "actual": i.actual_micros, "budgeted": i.budgeted, "usage": i.usage}
+                for i in items
+            ],
             default=str,
         )
         async with self.pool.acquire(timeout=self.acquire_timeout_s) as conn:
@@ -167,6 +170,8 @@ class PendingSettlement:
     request_id: str
     actual_micros: int
     usage: dict[str, object]  # the ledger row
+    # A lease was taken at reservation: the row is written only by whoever takes it back.
+    budgeted: bool = True
 
 
 class ReserveArgs(NamedTuple):

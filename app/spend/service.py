@@ -224,7 +224,8 @@ class SpendService:
         values = record_values(principal.key_id, principal.user_id, principal.team_id, settlement)
         if settlement.cost_micros > reservation.amount and reservation.budget_ids:
             log.warning("actual cost exceeded the reservation", extra={"model": settlement.model})
-        self.settlements.submit(PendingSettlement(reservation.request_id, settlement.cost_micros, values))
+        budgeted = bool(reservation.budget_ids)
+        self.settlements.submit(PendingSettlement(reservation.request_id, settlement.cost_micros, values, budgeted))
 
     async def flushed(self) -> None:
         """Waits for this process's queued settlements: reads of spend then include every
@@ -238,13 +239,16 @@ class SpendService:
                 return
             async with self.sessionmaker() as session:
                 charges: dict[str, tuple[int, int]] = {}
+                rows = []
                 for item in items:
                     lease = await LeaseRepository(session).take(item.request_id)
                     if lease is not None:
                         _add_charge(charges, lease.budget_ids, lease.amount_micros, item.actual_micros)
+                    # A budgeted request whose lease is gone was settled (or reaped) already.
+                    if lease is not None or not item.budgeted:
+                        rows.append(item.usage)
                 await _charge(session, charges)
-                for item in items:
-                    await UsageRepository(session).insert_once(item.usage)
+                await UsageRepository(session).write(rows)
                 await session.commit()
         except DB_ERRORS as exc:
             log.error("settling %d requests failed, the reaper will charge them: %s", len(items), type(exc).__name__)
@@ -255,11 +259,15 @@ class SpendService:
         async with self.sessionmaker() as session:
             leases = await LeaseRepository(session).expired(utcnow(), batch)
             charges: dict[str, tuple[int, int]] = {}
+            rows = []
             for lease in leases:
                 _add_charge(charges, lease.budget_ids, lease.amount_micros, lease.amount_micros)
-                await UsageRepository(session).insert_once(_reaped_values(lease))
+                rows.append(_reaped_values(lease))
                 await LeaseRepository(session).delete(lease)
+            await session.flush()
+            # Leases, then budgets, then ledger and rollup: the lock order of the settle batch.
             await _charge(session, charges)
+            await UsageRepository(session).write(rows)
             await session.commit()
         if leases:
             log.warning("reaped %d expired leases", len(leases))

@@ -1,17 +1,95 @@
+"""Ledger writes (rows and their hourly rollup, always together) and partition upkeep."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.repository import RepositoryBase
-from app.models import UsageRecord
+from app.models import UsageRecord, UsageRollup
+
+MEASURES = ("prompt_tokens", "cached_tokens", "completion_tokens", "reasoning_tokens", "cost_micros")
+GRAIN = ("hour", "api_key_id", "model", "endpoint", "status", "user_id", "team_id")
 
 
 class UsageRepository(RepositoryBase[UsageRecord]):
     model = UsageRecord
 
-    async def insert_once(self, values: dict[str, object]) -> None:
-        """A retried settlement, or one racing the reaper, must not write a second row."""
-        insert = pg_insert if self.session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        statement = insert(UsageRecord).values(**values).on_conflict_do_nothing(index_elements=["request_id"])
-        await self.session.execute(statement)
+    def _insert(self) -> Any:
+        return pg_insert if self.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+    async def write(self, rows: Sequence[dict[str, object]]) -> int:
+        """Writes ledger rows and adds exactly the rows written to the rollup, in the caller's
+        transaction. A row already present (same request_id and created_at) is skipped. Callers
+        write only rows whose lease they took (or that never had one), after charging budgets:
+        the lock order of every money transaction."""
+        if not rows:
+            return 0
+        insert = self._insert()
+        statement = (
+            insert(UsageRecord)
+            .values(list(rows))
+            .on_conflict_do_nothing(index_elements=["request_id", "created_at"])
+            .returning(UsageRecord.request_id)
+        )
+        written = set((await self.session.execute(statement)).scalars())
+        await self._roll_up([r for r in rows if r["request_id"] in written])
+        return len(written)
+
+    async def _roll_up(self, rows: Sequence[dict[str, object]]) -> None:
+        sums: dict[tuple[Any, ...], list[int]] = {}
+        for row in rows:
+            created = row["created_at"]
+            assert isinstance(created, datetime)
+            hour = created.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+            grain = (hour, row["api_key_id"], row["model"], row["endpoint"], row["status"], row["user_id"])
+            acc = sums.setdefault((*grain, row["team_id"] or ""), [0] * (len(MEASURES) + 1))
+            acc[0] += 1
+            for i, name in enumerate(MEASURES, start=1):
+                value = row.get(name) or 0
+                assert isinstance(value, int)
+                acc[i] += value
+        if not sums:
+            return
+        # Sorted like the PostgreSQL batch function sorts (code points, "C"): one lock order.
+        values = [
+            dict(zip(GRAIN, grain, strict=True)) | {"requests": acc[0]} | dict(zip(MEASURES, acc[1:], strict=True))
+            for grain, acc in sorted(sums.items())
+        ]
+        statement = self._insert()(UsageRollup).values(values)
+        added = {
+            name: getattr(UsageRollup, name) + getattr(statement.excluded, name) for name in ("requests", *MEASURES)
+        }
+        await self.session.execute(statement.on_conflict_do_update(index_elements=list(GRAIN), set_=added))
+
+
+class PartitionRepository:
+    """PostgreSQL only: monthly partitions of usage_records, created ahead and dropped for
+    retention by the functions of migration b7d41e9c2a60 (advisory-locked: safe on every replica)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def ensure(self, months: Sequence[date]) -> int:
+        created = 0
+        for month in months:
+            result = await self.session.execute(text("SELECT tollgate_usage_partition(:m)"), {"m": month})
+            created += bool(result.scalar_one())
+        return created
+
+    async def drop_before(self, before: datetime) -> int:
+        result = await self.session.execute(text("SELECT tollgate_usage_drop_before(:b)"), {"b": before})
+        return int(result.scalar_one())
+
+    async def months(self) -> list[str]:
+        statement = text(
+            "SELECT c.relname FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'usage_records'::regclass ORDER BY c.relname"
+        )
+        return list((await self.session.execute(statement)).scalars())

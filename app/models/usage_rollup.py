@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Index, PrimaryKeyConstraint, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.kit.db_types import UTCDateTime
+from app.models.base import Base
+
+
+class UsageRollup(Base):
+    """The ledger summed per UTC hour and per every dimension a report can group by.
+
+    Written in the same transaction as the ledger rows it sums (settlement batch, reaper,
+    SQLite path), so it can never disagree with them. ``team_id`` is '' for "no team": a
+    primary key column cannot be NULL.
+    """
+
+    __tablename__ = "usage_rollup"
+    __table_args__ = (
+        PrimaryKeyConstraint("hour", "api_key_id", "model", "endpoint", "status", "user_id", "team_id"),
+        Index("ix_usage_rollup_user_id_hour", "user_id", "hour"),
+        Index("ix_usage_rollup_team_id_hour", "team_id", "hour"),
+    )
+
+    hour: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    api_key_id: Mapped[str] = mapped_column(String(40), nullable=False)
+    user_id: Mapped[str] = mapped_column(String(40), nullable=False)
+    team_id: Mapped[str] = mapped_column(String(40), nullable=False)
+    model: Mapped[str] = mapped_column(String(200), nullable=False)
+    endpoint: Mapped[str] = mapped_column(String(64), nullable=False)
+    status: Mapped[str] = mapped_column(String(32), nullable=False)
+    requests: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    cached_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    reasoning_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    cost_micros: Mapped[int] = mapped_column(BigInteger, nullable=False)

@@ -1,0 +1,185 @@
+"""The SQL of usage reports and ledger browsing.
+
+A report reads one "source": the hourly rollup for the whole hours of the range plus the raw
+rows of the partial hours at its edges, or the raw rows alone. Both are projected onto the same
+columns, so every report query is written once and the two sources are interchangeable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    DateTime,
+    Select,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal,
+    select,
+    tuple_,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.selectable import Subquery
+
+from app.kit.db_types import UTCDateTime
+from app.kit.pagination import PageParams, keyset_page
+from app.models import UsageRecord, UsageRollup
+from app.usage.repository import MEASURES
+from app.usage.schemas import DIMENSIONS, UsageFilters
+
+FIELDS = ("requests", *MEASURES)
+Range = tuple[datetime, datetime]
+Sums = dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePlan:
+    raw: tuple[Range, ...]  # time ranges read from the ledger rows
+    rollup: Range | None  # whole UTC hours read from the rollup
+
+    @property
+    def label(self) -> str:
+        if self.rollup is None:
+            return "raw"
+        return "rollup+raw" if self.raw else "rollup"
+
+
+def _raw_part(span: Range, filters: UsageFilters) -> Select[Any]:
+    r = UsageRecord
+    statement = select(
+        r.created_at.label("ts"),
+        r.api_key_id,
+        r.user_id,
+        func.coalesce(r.team_id, "").label("team_id"),
+        r.model,
+        r.endpoint,
+        r.status,
+        literal(1, BigInteger).label("requests"),
+        *(cast(getattr(r, m), BigInteger).label(m) for m in MEASURES),
+    ).where(r.created_at >= span[0], r.created_at < span[1])
+    filtered: Select[Any] = _filtered(statement, r, filters)
+    return filtered
+
+
+def _rollup_part(span: Range, filters: UsageFilters) -> Select[Any]:
+    u = UsageRollup
+    statement = select(
+        u.hour.label("ts"),
+        u.api_key_id,
+        u.user_id,
+        u.team_id,
+        u.model,
+        u.endpoint,
+        u.status,
+        u.requests,
+        *(getattr(u, m) for m in MEASURES),
+    ).where(u.hour >= span[0], u.hour < span[1])
+    filtered: Select[Any] = _filtered(statement, u, filters)
+    return filtered
+
+
+def _filtered(statement: Any, table: Any, filters: UsageFilters) -> Any:
+    for name in ("user_id", "team_id", "api_key_id", "model", "endpoint", "status"):
+        value = getattr(filters, name)
+        if value is not None:
+            statement = statement.where(getattr(table, name) == value)
+    return statement
+
+
+class UsageReportRepository:
+    def __init__(self, session: AsyncSession, plan: SourcePlan, filters: UsageFilters) -> None:
+        self.session = session
+        parts = [_raw_part(span, filters) for span in plan.raw]
+        if plan.rollup is not None:
+            parts.append(_rollup_part(plan.rollup, filters))
+        self.source: Subquery = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("usage_source")
+        self.postgres = session.get_bind().dialect.name == "postgresql"
+
+    def _sums(self) -> list[ColumnElement[int]]:
+        return [cast(func.coalesce(func.sum(self.source.c[f]), 0), BigInteger).label(f) for f in FIELDS]
+
+    def _dims(self, group_by: Sequence[str]) -> list[ColumnElement[str]]:
+        return [self.source.c[DIMENSIONS[d]] for d in group_by]
+
+    def bucket_index(self, thresholds: Sequence[datetime]) -> ColumnElement[int]:
+        """Which bucket a row's instant falls in: 0 before thresholds[0], k from thresholds[k-1]."""
+        ts = self.source.c.ts
+        if not thresholds:
+            return literal(0)
+        if self.postgres:
+            bounds = bindparam("bounds", list(thresholds), type_=ARRAY(DateTime(timezone=True)))
+            return func.width_bucket(ts, bounds)
+        whens = [(ts < literal(b, UTCDateTime()), i) for i, b in enumerate(thresholds)]
+        return case(*whens, else_=len(thresholds))
+
+    async def totals(self) -> Sums:
+        row = (await self.session.execute(select(*self._sums()))).one()
+        return dict(row._mapping)
+
+    async def groups(
+        self, group_by: Sequence[str], after: Sequence[str] | None, limit: int
+    ) -> tuple[list[tuple[tuple[str, ...], Sums]], bool]:
+        """One page of groups in the order of their dimension values, with their totals."""
+        dims = self._dims(group_by)
+        statement = select(*dims, *self._sums()).group_by(*dims).order_by(*dims).limit(limit + 1)
+        if after is not None:
+            statement = statement.where(tuple_(*dims) > tuple_(*(literal(v) for v in after)))
+        rows: list[Any] = list((await self.session.execute(statement)).all())
+        n = len(dims)
+        page = [(tuple(row[:n]), dict(zip(FIELDS, row[n:], strict=True))) for row in rows[:limit]]
+        return page, len(rows) > limit
+
+    async def buckets(
+        self,
+        group_by: Sequence[str],
+        after: Sequence[str] | None,
+        last: Sequence[str],
+        thresholds: Sequence[datetime],
+    ) -> list[tuple[tuple[str, ...], int, Sums]]:
+        """The non-empty buckets of the groups after ``after`` up to ``last`` (one page)."""
+        dims = self._dims(group_by)
+        index = self.bucket_index(thresholds).label("bucket")
+        statement = select(*dims, index, *self._sums()).group_by(*dims, index).order_by(*dims, index)
+        if dims:
+            key = tuple_(*dims)
+            statement = statement.where(key <= tuple_(*(literal(v) for v in last)))
+            if after is not None:
+                statement = statement.where(key > tuple_(*(literal(v) for v in after)))
+        n = len(dims)
+        rows: list[Any] = list((await self.session.execute(statement)).all())
+        return [(tuple(r[:n]), int(r[n]), dict(zip(FIELDS, r[n + 1 :], strict=True))) for r in rows]
+
+
+class LedgerRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, record_id: int, user_id: str | None) -> UsageRecord | None:
+        statement = select(UsageRecord).where(UsageRecord.id == record_id)
+        if user_id is not None:
+            statement = statement.where(UsageRecord.user_id == user_id)
+        return (await self.session.execute(statement)).scalars().first()
+
+    async def page(
+        self,
+        filters: UsageFilters,
+        span: tuple[datetime | None, datetime | None],
+        page: PageParams,
+        anchor: tuple[datetime, Any] | None,
+    ) -> tuple[Sequence[UsageRecord], bool]:
+        r = UsageRecord
+        statement = _filtered(select(r), r, filters)
+        if span[0] is not None:
+            statement = statement.where(r.created_at >= span[0])
+        if span[1] is not None:
+            statement = statement.where(r.created_at < span[1])
+        return await keyset_page(self.session, statement, (r.created_at, r.id), page, anchor)
