@@ -33,6 +33,7 @@ from sqlalchemy.sql.selectable import Subquery
 from app.kit.db_types import UTCDateTime
 from app.kit.pagination import PageParams, keyset_page
 from app.models import UsageRecord, UsageRollup
+from app.models.usage_rollup import GRAIN_ALL, GRAIN_COLUMNS, GRAIN_MODEL, GRAIN_USER
 from app.usage.repository import MEASURES
 from app.usage.schemas import DIMENSIONS, UsageFilters
 
@@ -45,12 +46,21 @@ Sums = dict[str, int]
 class SourcePlan:
     raw: tuple[Range, ...]  # time ranges read from the ledger rows
     rollup: Range | None  # whole UTC hours read from the rollup
+    grain: int = GRAIN_ALL  # the rollup grain read
 
     @property
     def label(self) -> str:
         if self.rollup is None:
             return "raw"
         return "rollup+raw" if self.raw else "rollup"
+
+
+def smallest_grain(columns: set[str]) -> int:
+    """The smallest rollup grain that keeps every ledger column a report groups or filters by."""
+    for grain in (GRAIN_MODEL, GRAIN_USER):
+        if columns <= GRAIN_COLUMNS[grain]:
+            return grain
+    return GRAIN_ALL
 
 
 def _raw_part(span: Range, filters: UsageFilters) -> Select[Any]:
@@ -70,7 +80,7 @@ def _raw_part(span: Range, filters: UsageFilters) -> Select[Any]:
     return filtered
 
 
-def _rollup_part(span: Range, filters: UsageFilters) -> Select[Any]:
+def _rollup_part(span: Range, grain: int, filters: UsageFilters) -> Select[Any]:
     u = UsageRollup
     statement = select(
         u.hour.label("ts"),
@@ -82,7 +92,7 @@ def _rollup_part(span: Range, filters: UsageFilters) -> Select[Any]:
         u.status,
         u.requests,
         *(getattr(u, m) for m in MEASURES),
-    ).where(u.hour >= span[0], u.hour < span[1])
+    ).where(u.grain == grain, u.hour >= span[0], u.hour < span[1])
     filtered: Select[Any] = _filtered(statement, u, filters)
     return filtered
 
@@ -100,7 +110,7 @@ class UsageReportRepository:
         self.session = session
         parts = [_raw_part(span, filters) for span in plan.raw]
         if plan.rollup is not None:
-            parts.append(_rollup_part(plan.rollup, filters))
+            parts.append(_rollup_part(plan.rollup, plan.grain, filters))
         self.source: Subquery = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("usage_source")
         self.postgres = session.get_bind().dialect.name == "postgresql"
 

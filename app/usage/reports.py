@@ -15,8 +15,16 @@ from app.errors import InvalidRequest
 from app.kit import buckets
 from app.kit.pagination import CursorPage, PageParams, cursor_anchor, cursor_page
 from app.models import UsageRecord
-from app.usage.report_repository import FIELDS, LedgerRepository, SourcePlan, Sums, UsageReportRepository
+from app.usage.report_repository import (
+    FIELDS,
+    LedgerRepository,
+    SourcePlan,
+    Sums,
+    UsageReportRepository,
+    smallest_grain,
+)
 from app.usage.schemas import (
+    DIMENSIONS,
     RecordQuery,
     ReportQuery,
     UsageBucket,
@@ -39,7 +47,10 @@ def plan_sources(query: ReportQuery, bounds: Sequence[datetime]) -> SourcePlan:
     if first >= last:
         return SourcePlan(raw=((start, end),), rollup=None)
     edges = tuple(span for span in ((start, first), (last, end)) if span[0] < span[1])
-    return SourcePlan(raw=edges, rollup=(first, last))
+    f = query.filters
+    filtered = {c for c in ("user_id", "team_id", "api_key_id", "model", "endpoint", "status") if getattr(f, c)}
+    grain = smallest_grain({DIMENSIONS[d] for d in query.group_by} | filtered)
+    return SourcePlan(raw=edges, rollup=(first, last), grain=grain)
 
 
 def encode_cursor(values: Sequence[str]) -> str:

@@ -13,9 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.repository import RepositoryBase
 from app.models import UsageRecord, UsageRollup
+from app.models.usage_rollup import GRAIN_COLUMNS
 
 MEASURES = ("prompt_tokens", "cached_tokens", "completion_tokens", "reasoning_tokens", "cost_micros")
-GRAIN = ("hour", "api_key_id", "model", "endpoint", "status", "user_id", "team_id")
+GRAIN = ("grain", "hour", "api_key_id", "model", "endpoint", "status", "user_id", "team_id")
 
 
 class UsageRepository(RepositoryBase[UsageRecord]):
@@ -48,13 +49,15 @@ class UsageRepository(RepositoryBase[UsageRecord]):
             created = row["created_at"]
             assert isinstance(created, datetime)
             hour = created.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-            grain = (hour, row["api_key_id"], row["model"], row["endpoint"], row["status"], row["user_id"])
-            acc = sums.setdefault((*grain, row["team_id"] or ""), [0] * (len(MEASURES) + 1))
-            acc[0] += 1
-            for i, name in enumerate(MEASURES, start=1):
-                value = row.get(name) or 0
-                assert isinstance(value, int)
-                acc[i] += value
+            labels = {**row, "team_id": row["team_id"] or ""}
+            for grain, kept in GRAIN_COLUMNS.items():
+                dims = tuple(labels[c] if c in kept else "" for c in GRAIN[2:])
+                acc = sums.setdefault((grain, hour, *dims), [0] * (len(MEASURES) + 1))
+                acc[0] += 1
+                for i, name in enumerate(MEASURES, start=1):
+                    value = row.get(name) or 0
+                    assert isinstance(value, int)
+                    acc[i] += value
         if not sums:
             return
         # Sorted like the PostgreSQL batch function sorts (code points, "C"): one lock order.

@@ -27,7 +27,27 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 MEASURES = "prompt_tokens, cached_tokens, completion_tokens, reasoning_tokens, cost_micros"
-GRAIN = "hour, api_key_id, model, endpoint, status, user_id, team_id"
+GRAIN = "grain, hour, api_key_id, model, endpoint, status, user_id, team_id"
+# Every row is summed at three grains (app/models/usage_rollup.py): 0 keeps every dimension,
+# 1 model/endpoint/status, 2 user/team; a dimension a grain drops is ''.
+GRAINS = "(SELECT 0 AS grain UNION ALL SELECT 1 UNION ALL SELECT 2) AS g"
+_KEEP = {
+    "api_key_id": "0",
+    "model": "0, 1",
+    "endpoint": "0, 1",
+    "status": "0, 1",
+    "user_id": "0, 2",
+    "team_id": "0, 2",
+}
+
+
+def _dims(prefix: str, hour: str, collate: str = "") -> str:
+    """The grain's columns of a ledger row: dimensions it drops become ''."""
+    out = ["g.grain", hour]
+    for column in ("api_key_id", "model", "endpoint", "status", "user_id", "team_id"):
+        value = f"coalesce({prefix}{column}, '')" if column == "team_id" else f"{prefix}{column}"
+        out.append(f"CASE WHEN g.grain IN ({_KEEP[column]}) THEN {value} ELSE '' END{collate}")
+    return ", ".join(out)
 
 # Creates the partition of the month containing p_month (UTC) unless it exists. Rows of that
 # month that fell into the default partition meanwhile move into it, so creating it late never
@@ -135,20 +155,18 @@ BEGIN
                r.http_status, r.latency_ms, r.upstream_request_id, r.usage_source, r.error_code,
                r.created_at, r.upstream, r.unit, r.units
         FROM jsonb_array_elements(p_items) AS i, jsonb_populate_record(NULL::usage_records, i->'usage') AS r
-        WHERE NOT coalesce((i->>'budgeted')::boolean, false) OR r.request_id = ANY(coalesce(v_taken, '{}'))
+        WHERE NOT coalesce((i->>'budgeted')::boolean, false) OR r.request_id = ANY(coalesce(v_taken, '{{}}'))
         ON CONFLICT (request_id, created_at) DO NOTHING
         RETURNING *
     ), summed AS (
-        INSERT INTO usage_rollup (hour, api_key_id, model, endpoint, status, user_id, team_id, requests,
+        INSERT INTO usage_rollup (grain, hour, api_key_id, model, endpoint, status, user_id, team_id, requests,
                                   prompt_tokens, cached_tokens, completion_tokens, reasoning_tokens, cost_micros)
-        SELECT date_trunc('hour', w.created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', w.api_key_id, w.model,
-               w.endpoint, w.status, w.user_id, coalesce(w.team_id, ''), count(*), sum(w.prompt_tokens),
-               sum(w.cached_tokens), sum(w.completion_tokens), sum(w.reasoning_tokens), sum(w.cost_micros)
-        FROM written_rows AS w
-        GROUP BY 1, 2, 3, 4, 5, 6, 7
-        ORDER BY 1, w.api_key_id COLLATE "C", w.model COLLATE "C", w.endpoint COLLATE "C", w.status COLLATE "C",
-                 w.user_id COLLATE "C", coalesce(w.team_id, '') COLLATE "C"
-        ON CONFLICT (hour, api_key_id, model, endpoint, status, user_id, team_id) DO UPDATE
+        SELECT {grain_select}, count(*), sum(w.prompt_tokens), sum(w.cached_tokens), sum(w.completion_tokens),
+               sum(w.reasoning_tokens), sum(w.cost_micros)
+        FROM written_rows AS w, {grains}
+        GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+        ORDER BY {grain_order}
+        ON CONFLICT (grain, hour, api_key_id, model, endpoint, status, user_id, team_id) DO UPDATE
         SET requests = usage_rollup.requests + excluded.requests,
             prompt_tokens = usage_rollup.prompt_tokens + excluded.prompt_tokens,
             cached_tokens = usage_rollup.cached_tokens + excluded.cached_tokens,
@@ -171,6 +189,13 @@ INDEXES = {
 }
 
 
+def _settle_batch() -> str:
+    hour = "date_trunc('hour', w.created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+    return SETTLE_BATCH.format(
+        grain_select=_dims("w.", hour), grains=GRAINS, grain_order=_dims("w.", hour, ' COLLATE "C"')
+    )
+
+
 def _previous_settle_batch() -> str:
     """The function as revision 6e1a2b3c4d5f left it, for the downgrade."""
     path = Path(__file__).with_name("2026-11-22-1200_usage_units.py")
@@ -185,6 +210,7 @@ def _previous_settle_batch() -> str:
 def _create_rollup() -> None:
     op.create_table(
         "usage_rollup",
+        sa.Column("grain", sa.SmallInteger(), nullable=False),
         sa.Column("hour", sa.DateTime(timezone=True), nullable=False),
         sa.Column("api_key_id", sa.String(length=40), nullable=False),
         sa.Column("user_id", sa.String(length=40), nullable=False),
@@ -199,19 +225,27 @@ def _create_rollup() -> None:
         sa.Column("reasoning_tokens", sa.BigInteger(), nullable=False),
         sa.Column("cost_micros", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint(
-            "hour", "api_key_id", "model", "endpoint", "status", "user_id", "team_id", name=op.f("pk_usage_rollup")
+            "grain",
+            "hour",
+            "api_key_id",
+            "model",
+            "endpoint",
+            "status",
+            "user_id",
+            "team_id",
+            name=op.f("pk_usage_rollup"),
         ),
     )
-    op.create_index("ix_usage_rollup_user_id_hour", "usage_rollup", ["user_id", "hour"])
-    op.create_index("ix_usage_rollup_team_id_hour", "usage_rollup", ["team_id", "hour"])
+    op.create_index("ix_usage_rollup_user_id_hour", "usage_rollup", ["grain", "user_id", "hour"])
+    op.create_index("ix_usage_rollup_team_id_hour", "usage_rollup", ["grain", "team_id", "hour"])
 
 
 def _backfill_rollup(hour_expr: str) -> None:
     sums = ", ".join(f"sum({m})" for m in MEASURES.split(", "))
     op.execute(
         f"INSERT INTO usage_rollup ({GRAIN}, requests, {MEASURES}) "
-        f"SELECT {hour_expr}, api_key_id, model, endpoint, status, user_id, coalesce(team_id, ''), count(*), {sums} "
-        "FROM usage_records GROUP BY 1, 2, 3, 4, 5, 6, 7"
+        f"SELECT {_dims('r.', hour_expr)}, count(*), {sums} "
+        f"FROM usage_records AS r, {GRAINS} GROUP BY 1, 2, 3, 4, 5, 6, 7, 8"
     )
 
 
@@ -270,15 +304,15 @@ def upgrade() -> None:
         op.execute("SET LOCAL lock_timeout = '5s'")
         _partition_postgres()
         _create_rollup()
-        _backfill_rollup("date_trunc('hour', created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'")
-        op.execute(SETTLE_BATCH)
+        _backfill_rollup("date_trunc('hour', r.created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'")
+        op.execute(_settle_batch())
         return
     with op.batch_alter_table("usage_records", schema=None) as batch_op:
         batch_op.drop_constraint("uq_usage_records_request_id", type_="unique")
         batch_op.create_unique_constraint("uq_usage_records_request_id", ["request_id", "created_at"])
     _create_rollup()
     # SQLAlchemy stores SQLite datetimes as 'YYYY-MM-DD HH:MM:SS.ffffff' text.
-    _backfill_rollup("strftime('%Y-%m-%d %H:00:00.000000', created_at)")
+    _backfill_rollup("strftime('%Y-%m-%d %H:00:00.000000', r.created_at)")
 
 
 def downgrade() -> None:

@@ -4,6 +4,7 @@ the rollup moves with every ledger write, partitions are made ahead and retentio
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -18,7 +19,9 @@ from app.models import BudgetLease, UsageRecord, UsageRollup
 from app.spend.repository import MoneyFunctions, PendingSettlement
 from app.spend.service import Estimate, SpendService
 from app.usage.pricing import PriceBook, TokenUsage
+from app.usage.reports import usage_report
 from app.usage.repository import PartitionRepository, UsageRepository
+from app.usage.schemas import ReportQuery, UsageFilters
 from app.usage.service import LedgerMaintenance, Settlement, record_values
 from tests.fixtures.servers import PRICED, PRICED_MODEL, usage_rows
 from tests.spend.helpers import load_budget, new_principal, principal_with_budget
@@ -46,8 +49,27 @@ async def spend(request: pytest.FixtureRequest, engine: AsyncEngine, database_ur
         await pool.close()
 
 
-def _settlement(request_id: str, cost: int) -> Settlement:
-    return Settlement(request_id, "chat", PRICED_MODEL, TokenUsage(10, 0, 5, 0), cost, "ok", 200, 1, "upstream")
+def _settlement(request_id: str, cost: int, endpoint: str = "chat") -> Settlement:
+    return Settlement(request_id, endpoint, PRICED_MODEL, TokenUsage(10, 0, 5, 0), cost, "ok", 200, 1, "upstream")
+
+
+async def _every_grain_agrees(engine: AsyncEngine, user_id: str, endpoint: str, requests: int) -> None:
+    """The report from each rollup grain (by user: 2, by endpoint: 1, by key and model: 0) equals
+    the one from the raw rows."""
+    now = utcnow()
+    start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+    for filters, group_by in (
+        (UsageFilters(user_id=user_id), ()),
+        (UsageFilters(endpoint=endpoint), ("model",)),
+        (UsageFilters(user_id=user_id), ("key", "model")),
+    ):
+        query = ReportQuery(start, start + timedelta(days=60), "day", "UTC", group_by, filters)
+        async with sessionmaker() as session:
+            auto, raw = await usage_report(session, query), await usage_report(session, replace(query, source="raw"))
+        assert auto.source == "rollup" and raw.source == "raw"
+        assert auto.model_dump(exclude={"source"}) == raw.model_dump(exclude={"source"})
+        assert auto.totals.requests == requests
 
 
 async def _rollup(engine: AsyncEngine, key_id: str) -> tuple[int, int]:
@@ -60,7 +82,9 @@ async def _rollup(engine: AsyncEngine, key_id: str) -> tuple[int, int]:
 async def test_a_retried_settlement_is_written_once(spend: SpendService, engine: AsyncEngine) -> None:
     principal, budget_id = await principal_with_budget(spend.sessionmaker)
     reservation = await spend.reserve(principal, new_id("req"), Estimate(PRICED_MODEL, "chat", 10, 100))
-    values = record_values(principal.key_id, principal.user_id, None, _settlement(reservation.request_id, 60))
+    endpoint = new_id("test.endpoint")
+    settlement = _settlement(reservation.request_id, 60, endpoint)
+    values = record_values(principal.key_id, principal.user_id, None, settlement)
     again = values | {"created_at": utcnow() + timedelta(days=40)}  # a retry that lands in another partition
     for usage in (values, values, again):
         spend.settlements.submit(PendingSettlement(reservation.request_id, 60, usage))
@@ -68,6 +92,7 @@ async def test_a_retried_settlement_is_written_once(spend: SpendService, engine:
     assert (await load_budget(spend.sessionmaker, budget_id)).spent_micros == 60
     assert [(r.cost_micros, r.status) for r in await usage_rows(engine, principal.key_id)] == [(60, "ok")]
     assert await _rollup(engine, principal.key_id) == (1, 60)
+    await _every_grain_agrees(engine, principal.user_id, endpoint, 1)
 
 
 async def test_a_settlement_after_the_reaper_writes_nothing(spend: SpendService, engine: AsyncEngine) -> None:

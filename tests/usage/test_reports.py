@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import itertools
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import InvalidRequest
-from app.kit.buckets import Unit
+from app.kit.buckets import Unit, boundaries
 from app.kit.crypto import new_id
-from app.usage.reports import decode_cursor, encode_cursor, usage_report
+from app.models.usage_rollup import GRAIN_ALL, GRAIN_MODEL, GRAIN_USER
+from app.usage.reports import decode_cursor, encode_cursor, plan_sources, usage_report
 from app.usage.schemas import ReportQuery, UsageFilters, UsageReport
 from tests.usage.helpers import row, write
 
@@ -173,6 +176,7 @@ async def test_pages_of_groups_cover_every_group_once(db_session: AsyncSession) 
 async def test_rollup_equals_raw_for_many_combinations(db_session: AsyncSession) -> None:
     user, team = new_id("user"), new_id("team")
     keys = [new_id("key") for _ in range(3)]
+    endpoints = [new_id("chat"), new_id("embeddings")]  # this test's own, to filter on
     rng = random.Random(7)
     start = _at(2026, 10, 23)
     rows = [
@@ -182,7 +186,7 @@ async def test_rollup_equals_raw_for_many_combinations(db_session: AsyncSession)
             user=user,
             team=rng.choice([team, None]),
             model=rng.choice(["m-a", "m-b", "m-c"]),
-            endpoint=rng.choice(["chat.completions", "embeddings"]),
+            endpoint=rng.choice(endpoints),
             status=rng.choice(["ok", "ok", "upstream_error", "lease_expired"]),
             prompt=rng.randrange(1000),
             cached=rng.randrange(10),
@@ -193,22 +197,26 @@ async def test_rollup_equals_raw_for_many_combinations(db_session: AsyncSession)
         for _ in range(400)
     ]
     await write(db_session, rows)
-    times = [r["created_at"] for r in rows if isinstance(r["created_at"], datetime)]
-    group_bys = [(), ("model",), ("key", "status"), ("team", "endpoint"), ("user", "model", "status")]
+    by_user, by_endpoint = UsageFilters(user_id=user), UsageFilters(endpoint=endpoints[0])
+    cases = [
+        (by_user, g) for g in [(), ("model",), ("key", "status"), ("team", "endpoint"), ("user", "model", "status")]
+    ]
+    cases += [(by_endpoint, g) for g in [(), ("model", "status"), ("endpoint",)]]
     spans = [(start, start + timedelta(days=5)), (start + timedelta(hours=7, minutes=13), _at(2026, 10, 26, 3, 47))]
-    sources = set()
-    for group_by, unit, tz, span in itertools.product(
-        group_bys, ("hour", "day", "month"), ("UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata"), spans
-    ):
-        if unit == "hour" and group_by not in ((), ("model",)):
+    sources, grains = set(), set()
+    units: tuple[Unit, ...] = ("hour", "day", "month")
+    zones = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata")
+    for (filters, group_by), unit, tz, span in itertools.product(cases, units, zones, spans):
+        if unit == "hour" and len(group_by) > 1:
             continue  # hour buckets over five days: keep the test quick
-        auto = await usage_report(db_session, _query(user, *span, bucket=unit, tz=tz, group_by=group_by))  # type: ignore[arg-type]
-        raw = await usage_report(
-            db_session,
-            _query(user, *span, bucket=unit, tz=tz, group_by=group_by, source="raw"),  # type: ignore[arg-type]
-        )
+        query = ReportQuery(span[0], span[1], unit, tz, group_by, filters)
+        auto = await usage_report(db_session, query)
+        raw = await usage_report(db_session, replace(query, source="raw"))
         sources.add(auto.source)
+        grains.add(plan_sources(query, boundaries(span[0], span[1], unit, ZoneInfo(tz))).grain)
         assert raw.source == "raw"
-        assert auto.model_dump(exclude={"source"}) == raw.model_dump(exclude={"source"}), (group_by, unit, tz, span)
-        assert auto.totals.requests == sum(1 for at in times if span[0] <= at < span[1])
+        assert auto.model_dump(exclude={"source"}) == raw.model_dump(exclude={"source"}), (query, auto.source)
+        mine = [r["created_at"] for r in rows if filters != by_endpoint or r["endpoint"] == endpoints[0]]
+        assert auto.totals.requests == len([at for at in mine if span[0] <= at < span[1]])  # type: ignore[operator]
     assert sources == {"rollup", "rollup+raw", "raw"}
+    assert grains == {GRAIN_ALL, GRAIN_MODEL, GRAIN_USER}
