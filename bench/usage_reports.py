@@ -33,7 +33,7 @@ from alembic import command
 
 from app.cli.runtime import alembic_config
 from app.usage.reports import usage_report
-from app.usage.schemas import ReportQuery, Source, UsageFilters
+from app.usage.schemas import ReportQuery, Source, UsageFilters, UsageReport
 
 MODELS = ["gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "o4-mini", "text-embedding-3-small", "gpt-4.1", "o3", "gpt-5"]
 MODEL_WEIGHTS = [40, 20, 12, 8, 10, 5, 3, 2]
@@ -74,6 +74,7 @@ SELECT g.grain, date_trunc('hour', r.created_at AT TIME ZONE 'UTC') AT TIME ZONE
        sum(cost_micros)
 FROM usage_records AS r, (SELECT 0 AS grain UNION ALL SELECT 1 UNION ALL SELECT 2) AS g
 GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+ORDER BY 2  -- in time order, as settlement writes it
 """
 Principal = tuple[str, str, str | None]
 SECONDARY = {
@@ -177,12 +178,13 @@ def dashboard(now: datetime) -> dict[str, ReportQuery]:
     }
 
 
-async def time_queries(url: str, now: datetime, runs: int, source: Source) -> None:
+async def time_queries(url: str, now: datetime, runs: int, source: Source) -> dict[str, UsageReport]:
     engine = create_async_engine(url)
     async with engine.connect() as conn:
         sizes = "SELECT (SELECT count(*) FROM usage_records), (SELECT count(*) FROM usage_rollup)"
         counted: Any = (await conn.exec_driver_sql(sizes)).one()
         ledger, rollup = counted[0], counted[1]
+    reports = {}
     print(f"ledger rows {ledger:,}, rollup rows {rollup:,}; source={source}, {runs} runs each after one warm-up")
     for name, query in dashboard(now).items():
         query = replace(query, source=source)
@@ -194,11 +196,13 @@ async def time_queries(url: str, now: datetime, runs: int, source: Source) -> No
                 elapsed = (time.perf_counter() - started) * 1000
             if i:
                 timings.append(elapsed)
+        reports[name] = report
         print(
             f"  {name:<24} median {statistics.median(timings):7.1f} ms  max {max(timings):7.1f} ms  "
             f"({report.source}; {len(report.data)} groups, {report.totals.requests:,} requests)"
         )
     await engine.dispose()
+    return reports
 
 
 async def main() -> None:
@@ -224,9 +228,12 @@ async def main() -> None:
         await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
         print(f"loading {args.rows:,} rows over {args.days} days ending {now.isoformat()} ...", flush=True)
         await load(dsn, args.rows, args.days, now, args.seed)
-    await time_queries(url, now, args.runs, "auto")
+    auto = await time_queries(url, now, args.runs, "auto")
     if args.raw:
-        await time_queries(url, now, max(1, args.runs // 5), "raw")
+        raw = await time_queries(url, now, max(1, args.runs // 5), "raw")
+        for name, report in auto.items():
+            same = report.model_dump(exclude={"source"}) == raw[name].model_dump(exclude={"source"})
+            print(f"  {name:<24} rollup report == raw report: {same}")
 
 
 if __name__ == "__main__":

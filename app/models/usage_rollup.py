@@ -25,7 +25,8 @@ class UsageRollup(Base):
 
     Written in the same transaction as the ledger rows it sums (settlement batch, reaper,
     SQLite path), so it can never disagree with them. ``team_id`` is '' for "no team": a
-    primary key column cannot be NULL.
+    primary key column cannot be NULL. On PostgreSQL the table is list-partitioned by grain
+    (see the migration ``partitioned_usage_and_rollup``).
     """
 
     __tablename__ = "usage_rollup"

@@ -135,38 +135,53 @@ class UsageReportRepository:
         row = (await self.session.execute(select(*self._sums()))).one()
         return dict(row._mapping)
 
-    async def groups(
-        self, group_by: Sequence[str], after: Sequence[str] | None, limit: int
-    ) -> tuple[list[tuple[tuple[str, ...], Sums]], bool]:
-        """One page of groups in the order of their dimension values, with their totals."""
-        dims = self._dims(group_by)
-        statement = select(*dims, *self._sums()).group_by(*dims).order_by(*dims).limit(limit + 1)
-        if after is not None:
-            statement = statement.where(tuple_(*dims) > tuple_(*(literal(v) for v in after)))
-        rows: list[Any] = list((await self.session.execute(statement)).all())
-        n = len(dims)
-        page = [(tuple(row[:n]), dict(zip(FIELDS, row[n:], strict=True))) for row in rows[:limit]]
-        return page, len(rows) > limit
-
-    async def buckets(
-        self,
-        group_by: Sequence[str],
-        after: Sequence[str] | None,
-        last: Sequence[str],
-        thresholds: Sequence[datetime],
-    ) -> list[tuple[tuple[str, ...], int, Sums]]:
-        """The non-empty buckets of the groups after ``after`` up to ``last`` (one page)."""
+    async def page(
+        self, group_by: Sequence[str], after: Sequence[str] | None, limit: int, thresholds: Sequence[datetime]
+    ) -> list[PageRow]:
+        """One scan of the source for a whole page: the non-empty buckets of the first ``limit + 1``
+        groups after ``after`` (groups in the order of their values), each row carrying its
+        group's totals and the totals of the whole range (every group, cursor or not)."""
         dims = self._dims(group_by)
         index = self.bucket_index(thresholds).label("bucket")
-        statement = select(*dims, index, *self._sums()).group_by(*dims, index).order_by(*dims, index)
-        if dims:
-            key = tuple_(*dims)
-            statement = statement.where(key <= tuple_(*(literal(v) for v in last)))
-            if after is not None:
-                statement = statement.where(key > tuple_(*(literal(v) for v in after)))
-        n = len(dims)
-        rows: list[Any] = list((await self.session.execute(statement)).all())
-        return [(tuple(r[:n]), int(r[n]), dict(zip(FIELDS, r[n + 1 :], strict=True))) for r in rows]
+        b = select(*dims, index, *self._sums()).group_by(*dims, index).subquery("b")
+
+        def big(column: ColumnElement[Any]) -> ColumnElement[int]:
+            return cast(column, BigInteger)
+
+        t = select(b, *(big(func.sum(b.c[f]).over()).label(f"t_{f}") for f in FIELDS)).subquery("t")
+        keys = [t.c[c.key] for c in dims if c.key is not None]
+        ranked = select(
+            t,
+            *(big(func.sum(t.c[f]).over(partition_by=keys)).label(f"g_{f}") for f in FIELDS),
+            func.dense_rank().over(order_by=keys).label("rank"),
+        )
+        if after is not None:
+            ranked = ranked.where(tuple_(*keys) > tuple_(*(literal(v) for v in after)))
+        p = ranked.subquery("p")
+        out = [p.c[k.key] for k in keys]
+        statement = select(p).where(p.c["rank"] <= limit + 1).order_by(*out, p.c.bucket)
+        rows = (await self.session.execute(statement)).mappings().all()
+        return [
+            PageRow(
+                group=tuple(r[k.key] for k in keys),
+                bucket=int(r["bucket"]),
+                rank=int(r["rank"]),
+                sums={f: int(r[f]) for f in FIELDS},
+                group_sums={f: int(r[f"g_{f}"]) for f in FIELDS},
+                totals={f: int(r[f"t_{f}"]) for f in FIELDS},
+            )
+            for r in rows
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class PageRow:
+    group: tuple[str, ...]
+    bucket: int
+    rank: int  # the group's place on the page, from 1
+    sums: Sums
+    group_sums: Sums
+    totals: Sums
 
 
 class LedgerRepository:

@@ -76,24 +76,23 @@ async def usage_report(session: AsyncSession, query: ReportQuery) -> UsageReport
     bounds = buckets.boundaries(query.start, query.end, query.bucket, ZoneInfo(query.timezone))
     plan = plan_sources(query, bounds)
     repo = UsageReportRepository(session, plan, query.filters)
-    totals = await repo.totals()
-    groups, has_more = await repo.groups(query.group_by, query.after, query.limit)
-    rows = []
-    if groups and totals["requests"]:
-        rows = await repo.buckets(query.group_by, query.after, groups[-1][0], bounds[1:-1])
-    per_group: dict[tuple[str, ...], list[UsageBucket]] = {}
-    for key, index, sums in rows:
-        start, end = max(bounds[index], query.start), min(bounds[index + 1], query.end)
-        per_group.setdefault(key, []).append(UsageBucket(start_time=start, end_time=end, **_totals(sums).model_dump()))
-    data = [
-        UsageGroup(
-            group={d: (v if v or d != "team" else None) for d, v in zip(query.group_by, key, strict=True)},
-            totals=_totals(sums),
-            buckets=per_group.get(key, []),
-        )
-        for key, sums in groups
-        if sums["requests"]
-    ]
+    rows = await repo.page(query.group_by, query.after, query.limit, bounds[1:-1])
+    # No rows: nothing in range, or a cursor past the last group (the range's totals still count).
+    totals = rows[0].totals if rows else dict.fromkeys(FIELDS, 0)
+    if not rows and query.after is not None:
+        totals = await repo.totals()
+    has_more = any(r.rank > query.limit for r in rows)
+    groups: dict[tuple[str, ...], UsageGroup] = {}
+    for r in rows:
+        if r.rank > query.limit:
+            continue
+        group = groups.get(r.group)
+        if group is None:
+            labels = {d: (v if v or d != "team" else None) for d, v in zip(query.group_by, r.group, strict=True)}
+            group = groups[r.group] = UsageGroup(group=labels, totals=_totals(r.group_sums), buckets=[])
+        start, end = max(bounds[r.bucket], query.start), min(bounds[r.bucket + 1], query.end)
+        group.buckets.append(UsageBucket(start_time=start, end_time=end, **_totals(r.sums).model_dump()))
+    last = list(groups)[-1] if groups else None
     return UsageReport(
         start=query.start,
         end=query.end,
@@ -102,9 +101,9 @@ async def usage_report(session: AsyncSession, query: ReportQuery) -> UsageReport
         group_by=list(query.group_by),
         source=plan.label,
         totals=_totals(totals),
-        data=data,
+        data=list(groups.values()),
         has_more=has_more,
-        next_cursor=encode_cursor(groups[-1][0]) if has_more and query.group_by else None,
+        next_cursor=encode_cursor(last) if has_more and last is not None else None,
     )
 
 
