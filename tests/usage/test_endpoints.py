@@ -68,8 +68,14 @@ async def test_users_see_only_their_own_usage_and_rows(tollgate: LiveServer, adm
     assert theirs["totals"]["requests"] == 0 and theirs["data"] == []
 
     # The admin sees everyone, and filters by user name or id, or by key.
-    everyone = await _get(admin.http, "/admin/usage", group_by="user", **_today())
-    users = {g["group"]["user"] for g in everyone["data"]}
+    users: set[str] = set()
+    cursor: dict[str, str] = {}
+    while True:  # the whole suite's users: every page, through next_cursor
+        everyone = await _get(admin.http, "/admin/usage", group_by="user", limit=5, **_today(), **cursor)
+        users |= {g["group"]["user"] for g in everyone["data"]}
+        if not everyone["has_more"]:
+            break
+        cursor = {"after": everyone["next_cursor"]}
     assert {alice.user_id, bob.user_id} <= users
     only_bob = await _get(admin.http, "/admin/usage", user=bob.user_name, **_today())
     assert only_bob["totals"]["requests"] == 1
