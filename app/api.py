@@ -23,6 +23,8 @@ from app.threads.endpoints import admin_router as threads_admin_router
 from app.threads.endpoints import router as threads_router
 from app.uploads.endpoints import router as uploads_router
 from app.upstreams.endpoints import router as upstreams_router
+from app.usage.endpoints import admin_router as usage_admin_router
+from app.usage.endpoints import router as usage_router
 from app.vector_stores.endpoints import router as vector_stores_router
 
 # Included into the app one by one, the OpenAI routes first: FastAPI walks included routers on
@@ -34,6 +36,7 @@ routers: list[APIRouter] = [
     responses_router,
     conversations_router,
     me_router,
+    usage_router,
     media_router,
     assistants_router,
     create_and_run_router,
@@ -53,4 +56,5 @@ routers: list[APIRouter] = [
     audit_router,
     metrics_router,
     fine_tuned_models_router,
+    usage_admin_router,
 ]

@@ -266,6 +266,17 @@ class FineTuningSettings(BaseSettings):
         return {**DEFAULT_FINE_TUNABLE, **self.models}
 
 
+class UsageSettings(BaseSettings):
+    model_config = SettingsConfigDict(**_BASE, env_prefix="TOLLGATE_USAGE_")
+
+    # PostgreSQL: keep this many whole months of ledger before the current one; older monthly
+    # partitions are dropped (never DELETEd). None keeps everything.
+    retention_months: int | None = Field(default=None, ge=1)
+    # Monthly partitions created ahead of time, so inserts never land in the default partition.
+    partitions_ahead: int = Field(default=2, ge=1, le=24)
+    maintenance_interval_s: float = Field(default=3600.0, gt=0)
+
+
 class Settings(BaseModel):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
@@ -276,8 +287,9 @@ class Settings(BaseModel):
     batches: BatchSettings = Field(default_factory=BatchSettings)
     vector_stores: VectorStoreSettings = Field(default_factory=VectorStoreSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
-
     fine_tuning: FineTuningSettings = Field(default_factory=FineTuningSettings)
+
+    usage: UsageSettings = Field(default_factory=UsageSettings)
 
     @model_validator(mode="after")
     def _refuse_weak_secrets(self) -> Settings:

@@ -48,6 +48,7 @@ from app.threads.service import ThreadChats
 from app.uploads.service import UploadService
 from app.upstreams.service import UpstreamDirectory
 from app.usage.pricing import PriceBook
+from app.usage.service import LedgerMaintenance
 from app.vector_stores.service import VectorStores
 from app.vector_stores.storage import StorageMeter
 
@@ -113,6 +114,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sessionmaker, upstream, app.state.gateway.meter, fine_tuned, settings.fine_tuning
         )
         tuning = settings.fine_tuning
+        ledger = LedgerMaintenance(sessionmaker, settings.usage)
+        if engine.dialect.name == "postgresql":
+            # This month's and the next months' partitions exist before the first request.
+            await ledger.maintain()
         tasks = [
             asyncio.create_task(every(settings.spend.reaper_interval_s, spend.reap_once), name="lease-reaper"),
             asyncio.create_task(every(settings.spend.lease_ttl_s / 3, spend.heartbeat_once), name="lease-heartbeat"),
@@ -125,6 +130,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             asyncio.create_task(every(tuning.poll_interval_s, app.state.fine_tuning.poll_once), name="fine-tuning"),
             asyncio.create_task(every(tuning.refresh_s, fine_tuned.refresh), name="fine-tuned-models"),
         ]
+        if engine.dialect.name == "postgresql":
+            interval = settings.usage.maintenance_interval_s
+            tasks.append(asyncio.create_task(every(interval, ledger.maintain), name="ledger-partitions"))
         freeze_startup_heap()
         try:
             yield

@@ -73,9 +73,9 @@ def cursor_page(data: list[Item], has_more: bool) -> CursorPage[Item]:
 async def keyset_page(
     session: AsyncSession,
     statement: Select[K],
-    columns: tuple[InstrumentedAttribute[datetime], InstrumentedAttribute[str]],
+    columns: tuple[InstrumentedAttribute[datetime], InstrumentedAttribute[Any]],
     page: PageParams,
-    anchor: tuple[datetime, str] | None,
+    anchor: tuple[datetime, Any] | None,
 ) -> tuple[Sequence[K], bool]:
     """One page of ``statement``'s rows. ``anchor`` is the (created_at, id) of the ``after`` or
     ``before`` object, already checked to be the caller's."""

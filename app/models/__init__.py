@@ -21,6 +21,8 @@ from app.models.thread_run_step import ThreadRunStep
 from app.models.upload import Upload
 from app.models.upstream_target import UpstreamTargetRow
 from app.models.usage_record import UsageRecord
+from app.models.usage_request_id import UsageRequestId
+from app.models.usage_rollup import UsageRollup
 from app.models.user import User
 from app.models.vector_store import VectorStore
 
@@ -47,6 +49,8 @@ __all__ = [
     "Upload",
     "UpstreamTargetRow",
     "UsageRecord",
+    "UsageRequestId",
+    "UsageRollup",
     "User",
     "VectorStore",
 ]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Index, Integer, String
+from sqlalchemy import BigInteger, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.kit.db_types import BigIntPK, UTCDateTime, utcnow
@@ -34,10 +34,16 @@ class UsageRecord(Base):
 
     No foreign keys: the ledger must outlive anything it points at, and an append-only hot
     table should not pay for FK checks on every insert.
+
+    On PostgreSQL the table is range-partitioned by month on ``created_at`` (see the migration
+    ``partitioned_usage_and_rollup``), so its primary key is (id, created_at) there and every
+    unique constraint carries ``created_at``. A request is still written once, by whoever
+    registers its id in ``usage_request_ids`` in the same transaction (``UsageRequestId``).
     """
 
     __tablename__ = "usage_records"
     __table_args__ = (
+        UniqueConstraint("request_id", "created_at"),
         Index("ix_usage_records_api_key_id_created_at", "api_key_id", "created_at"),
         Index("ix_usage_records_user_id_created_at", "user_id", "created_at"),
         Index("ix_usage_records_team_id_created_at", "team_id", "created_at"),
@@ -45,7 +51,7 @@ class UsageRecord(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    request_id: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    request_id: Mapped[str] = mapped_column(String(64), nullable=False)
     api_key_id: Mapped[str] = mapped_column(String(40), nullable=False)
     user_id: Mapped[str] = mapped_column(String(40), nullable=False)
     team_id: Mapped[str | None] = mapped_column(String(40))

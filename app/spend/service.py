@@ -266,14 +266,14 @@ class SpendService:
             _add_charge(charges, lease.budget_ids, lease.amount_micros, settlement.cost_micros)
             await _charge(session, charges)
         values = record_values(payer.key_id, payer.user_id, payer.team_id, settlement)
-        await UsageRepository(session).insert_once(values)
+        await UsageRepository(session).write([values])
 
     async def charge_in(self, session: AsyncSession, payer: Payer, settlement: Settlement) -> bool:
         """A cost incurred without a reservation (storage, billed after the fact): charged to
         every budget of ``payer`` by whoever writes its ledger row, so once per request id. It is
         charged even past a budget's limit: upstream bills it whatever the budget says."""
         values = record_values(payer.key_id, payer.user_id, payer.team_id, settlement)
-        if not await UsageRepository(session).insert_new(values):
+        if not await UsageRepository(session).write([values]):
             return False
         budgets = await BudgetRepository(session).applicable(payer.key_id, payer.user_id, payer.team_id)
         await _charge(session, {b.id: (0, settlement.cost_micros) for b in budgets})
@@ -306,9 +306,9 @@ class SpendService:
                 lease = await LeaseRepository(session).take(item.request_id)
                 if lease is not None:
                     _add_charge(charges, lease.budget_ids, lease.amount_micros, item.actual_micros)
+            # Leases, then budgets, then ledger and rollup: the lock order of the settle batch.
             await _charge(session, charges)
-            for item in items:
-                await UsageRepository(session).insert_once(item.usage)
+            await UsageRepository(session).write([item.usage for item in items])
             await session.commit()
 
     async def settle_now(self, key_id: str, user_id: str, team_id: str | None, settlement: Settlement) -> None:
@@ -327,12 +327,15 @@ class SpendService:
         async with self.sessionmaker() as session:
             leases = await LeaseRepository(session).expired(utcnow(), batch)
             charges: dict[str, tuple[int, int]] = {}
-            rows = [_reaped_values(lease) for lease in leases]
-            for lease, row in zip(leases, rows, strict=True):
+            rows = []
+            for lease in leases:
                 _add_charge(charges, lease.budget_ids, lease.amount_micros, lease.amount_micros)
-                await UsageRepository(session).insert_once(row)
+                rows.append(_reaped_values(lease))
                 await LeaseRepository(session).delete(lease)
+            await session.flush()
+            # Leases, then budgets, then ledger and rollup: the lock order of the settle batch.
             await _charge(session, charges)
+            await UsageRepository(session).write(rows)
             await session.commit()
         if leases:
             metrics.LEASES_REAPED.inc(len(leases))
