@@ -7,7 +7,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.api import routers
@@ -18,6 +18,7 @@ from app.db import create_engine, create_money_pool, create_sessionmaker
 from app.errors import install_error_handlers
 from app.files.service import FileService
 from app.gateway.catalog import ModelCatalog
+from app.gateway.endpoints import router as gateway_router
 from app.gateway.metering import Meter
 from app.gateway.service import Gateway
 from app.gateway.upstream import Upstream, default_target
@@ -25,8 +26,10 @@ from app.kit.crypto import sealer
 from app.kit.form_relay import FORM_OVERHEAD_BYTES
 from app.kit.logging import configure_logging, flush_logs
 from app.kit.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from app.kit.openapi import document_errors
 from app.kit.runtime import freeze_startup_heap
 from app.kit.tasks import every
+from app.kit.text import refuse_unstorable_body
 from app.kit.tokens import encoding_for
 from app.media.audio import AudioCalls
 from app.media.endpoints import UPLOAD_PATHS
@@ -121,6 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
+    document_errors(app)
     streamed = [
         (re.compile(r"^/v1/files/?$"), settings.files.max_upload_bytes + FORM_OVERHEAD_BYTES),
         (re.compile(r"^/v1/uploads/[^/]+/parts/?$"), settings.files.max_part_bytes + FORM_OVERHEAD_BYTES),
@@ -139,7 +143,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(RequestContextMiddleware)
     for router in routers:
-        app.include_router(router)
+        # The metered routes read and check their bodies themselves, without a dependency to solve.
+        checks = [] if router is gateway_router else [Depends(refuse_unstorable_body)]
+        app.include_router(router, dependencies=checks)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
