@@ -18,7 +18,6 @@ from app.db import create_engine, create_money_pool, create_sessionmaker
 from app.errors import install_error_handlers
 from app.files.service import FileService
 from app.gateway.catalog import ModelCatalog
-from app.gateway.endpoints import router as gateway_router
 from app.gateway.metering import Meter
 from app.gateway.service import Gateway
 from app.gateway.upstream import Upstream, default_target
@@ -143,9 +142,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(RequestContextMiddleware)
     for router in routers:
-        # The metered routes read and check their bodies themselves, without a dependency to solve.
-        checks = [] if router is gateway_router else [Depends(refuse_unstorable_body)]
-        app.include_router(router, dependencies=checks)
+        # Where FastAPI decodes the JSON body, a dependency checks it for text Tollgate refuses; the
+        # metered routes read their own bodies and check them as they read, with nothing to solve.
+        decodes = any(getattr(route, "body_field", None) is not None for route in router.routes)
+        app.include_router(router, dependencies=[Depends(refuse_unstorable_body)] if decodes else None)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -84,6 +84,7 @@ class BodyLimitMiddleware:
             await _refuse(send, 400, "The URL holds a NUL character (%00).", "invalid_value")
             return
         limit = self._limit(scope["path"])
+        chunked = False
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit():
                 if int(value) > limit:
@@ -92,7 +93,11 @@ class BodyLimitMiddleware:
                 # The server holds a declared length to its word: nothing to count.
                 await self.app(scope, receive, send)
                 return
-        await _CountedBody(self.app, limit)(scope, receive, send)
+            chunked = chunked or name == b"transfer-encoding"
+        if chunked:
+            await _CountedBody(self.app, limit)(scope, receive, send)
+        else:  # neither a length nor chunks: no body at all
+            await self.app(scope, receive, send)
 
     def _limit(self, path: str) -> int:
         for pattern, limit in self.streamed:

@@ -319,3 +319,34 @@ async def test_sql_metacharacters_in_every_filter(
                     assert response.json().get("data") == [], (path, params, response.text[:300])
                 else:
                     assert_refused(response)
+
+
+async def test_escaped_surrogate_pairs_are_text_like_any_other(http: httpx.AsyncClient) -> None:
+    """Clients that escape everything (ensure_ascii) send an emoji as a pair: accepted everywhere."""
+    emoji = "smile \U0001f600"
+    body = {"messages": [{"role": "user", "content": emoji}]}
+    created = await http.post("/v1/threads", content=_escaped(body), headers=JSON)
+    assert created.status_code == 200, created.text
+    messages = await http.get(f"/v1/threads/{created.json()['id']}/messages")
+    assert messages.json()["data"][0]["content"][0]["text"]["value"] == emoji
+    chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": emoji}]}
+    assert b"\\ud83d\\ude00" in _escaped(chat)
+    assert (await http.post("/v1/chat/completions", content=_escaped(chat), headers=JSON)).status_code == 200
+
+
+@pytest.mark.parametrize("bad", UNSTORABLE, ids=["lone-high", "lone-low", "nul", "nul-inside"])
+async def test_unstorable_text_in_a_prompt(
+    http: httpx.AsyncClient, engine: AsyncEngine, mock_app: Starlette, bad: str
+) -> None:
+    before = len(mock_app.state.requests)
+    bodies = [
+        {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"hi {bad}"}]},
+        {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi", f"x{bad}": 1}]},
+        {"model": "text-embedding-3-small", "input": [f"a{bad}"]},
+    ]
+    async with Unchanged(engine):
+        for body in bodies:
+            path = "/v1/embeddings" if "input" in body else "/v1/chat/completions"
+            error = assert_refused(await http.post(path, content=_escaped(body), headers=JSON), 400)
+            assert error["code"] == "invalid_value"
+    assert len(mock_app.state.requests) == before
