@@ -339,14 +339,13 @@ async def test_unstorable_text_in_a_prompt(
     http: httpx.AsyncClient, engine: AsyncEngine, mock_app: Starlette, bad: str
 ) -> None:
     before = len(mock_app.state.requests)
-    bodies = [
-        {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"hi {bad}"}]},
-        {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi", f"x{bad}": 1}]},
-        {"model": "text-embedding-3-small", "input": [f"a{bad}"]},
+    bodies: list[tuple[str, dict[str, Any]]] = [
+        ("/v1/chat/completions", {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"hi {bad}"}]}),
+        ("/v1/chat/completions", {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi", bad: 1}]}),
+        ("/v1/embeddings", {"model": "text-embedding-3-small", "input": [f"a{bad}"]}),
     ]
     async with Unchanged(engine):
-        for body in bodies:
-            path = "/v1/embeddings" if "input" in body else "/v1/chat/completions"
+        for path, body in bodies:
             error = assert_refused(await http.post(path, content=_escaped(body), headers=JSON), 400)
             assert error["code"] == "invalid_value"
     assert len(mock_app.state.requests) == before
