@@ -7,7 +7,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.api import routers
@@ -29,8 +29,10 @@ from app.kit.crypto import sealer
 from app.kit.form_relay import FORM_OVERHEAD_BYTES
 from app.kit.logging import configure_logging, flush_logs
 from app.kit.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from app.kit.openapi import document_errors
 from app.kit.runtime import freeze_startup_heap
 from app.kit.tasks import every
+from app.kit.text import refuse_unstorable_body
 from app.kit.tokens import encoding_for
 from app.media.audio import AudioCalls
 from app.media.endpoints import UPLOAD_PATHS
@@ -157,6 +159,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
+    document_errors(app)
     streamed = [
         (re.compile(r"^/v1/files/?$"), settings.files.max_upload_bytes + FORM_OVERHEAD_BYTES),
         (re.compile(r"^/v1/uploads/[^/]+/parts/?$"), settings.files.max_part_bytes + FORM_OVERHEAD_BYTES),
@@ -177,7 +180,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost, so the overhead it reports covers every other layer.
     app.add_middleware(MetricsMiddleware)
     for router in routers:
-        app.include_router(router)
+        # Where FastAPI decodes the JSON body, a dependency checks it for text Tollgate refuses; the
+        # metered routes read their own bodies and check them as they read, with nothing to solve.
+        decodes = any(getattr(route, "body_field", None) is not None for route in router.routes)
+        app.include_router(router, dependencies=[Depends(refuse_unstorable_body)] if decodes else None)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -6,6 +6,7 @@ from typing import Any
 from fastapi import Request
 
 from app.errors import InvalidRequest, PayloadTooLarge
+from app.kit.text import refuse_unstorable_json
 
 
 async def read_json_object(request: Request) -> tuple[bytes, dict[str, Any]]:
@@ -32,4 +33,5 @@ async def read_json_object(request: Request) -> tuple[bytes, dict[str, Any]]:
         ) from exc
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    refuse_unstorable_json(raw, body)
     return raw, body

@@ -82,6 +82,8 @@ async def list_models(principal: CurrentPrincipal, catalog: CatalogDep) -> Respo
 
 @router.get("/models/{model:path}")
 async def retrieve_model(model: str, principal: CurrentPrincipal, catalog: CatalogDep) -> Response:
-    if not principal.may_use(model) or catalog.hidden(principal, model):
+    # Names may hold "/" (vLLM's "org/model"), never a "." or ".." segment: upstreams and proxies
+    # in between may resolve those as paths.
+    if not principal.may_use(model) or {".", ".."} & set(model.split("/")) or catalog.hidden(principal, model):
         raise model_not_found(model)
     return await catalog.retrieve(model)

@@ -46,10 +46,17 @@ def _optional(body: dict[str, Any], name: str, kind: type | tuple[type, ...], la
     return value
 
 
-def _positive_int(body: dict[str, Any], name: str) -> int | None:
+# OpenAI's own bounds. The token cap's is ours: far above any model's output, far below the
+# 64-bit counters that reserving it would otherwise overflow.
+MAX_OUTPUT_TOKENS = 2**31 - 1
+MAX_CHOICES = 128
+MAX_BEST_OF = 20
+
+
+def _positive_int(body: dict[str, Any], name: str, maximum: int = MAX_OUTPUT_TOKENS) -> int | None:
     value = _optional(body, name, int, "an integer")
-    if value is not None and (isinstance(value, bool) or value < 1):
-        raise InvalidRequest(f"'{name}' must be a positive integer.", param=name, code="invalid_value")
+    if value is not None and (isinstance(value, bool) or not 1 <= value <= maximum):
+        raise InvalidRequest(f"'{name}' must be an integer from 1 to {maximum}.", param=name, code="invalid_value")
     return int(value) if value is not None else None
 
 
@@ -66,8 +73,9 @@ def parse_chat(body: dict[str, Any]) -> ChatRequest:
                 code="invalid_type",
             )
     stream, wants_usage = _stream_flags(body)
-    for name in ("max_tokens", "max_completion_tokens", "n"):
-        _positive_int(body, name)
+    _positive_int(body, "max_tokens")
+    _positive_int(body, "max_completion_tokens")
+    _positive_int(body, "n", MAX_CHOICES)
     return ChatRequest(body, model, messages, stream, wants_usage)
 
 
@@ -145,8 +153,8 @@ def parse_completions(body: dict[str, Any]) -> CompletionRequest:
     _optional(body, "suffix", str, "a string")
     stream, wants_usage = _stream_flags(body)
     _positive_int(body, "max_tokens")
-    n = _positive_int(body, "n") or 1
-    best_of = _positive_int(body, "best_of") or 1
+    n = _positive_int(body, "n", MAX_CHOICES) or 1
+    best_of = _positive_int(body, "best_of", MAX_BEST_OF) or 1
     return CompletionRequest(model, prompt, stream, wants_usage, count * max(n, best_of))
 
 

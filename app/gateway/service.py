@@ -63,9 +63,14 @@ def stream_status(outcome: str) -> str:
     return status.STATUS_STREAM_ERROR
 
 
+def shown(model: str) -> str:
+    """A model name as error messages quote it: a megabyte of "model" is not echoed back."""
+    return model if len(model) <= 256 else model[:256] + "..."
+
+
 def model_not_found(model: str) -> NotFound:
     return NotFound(
-        f"The model `{model}` does not exist or you do not have access to it.",
+        f"The model `{shown(model)}` does not exist or you do not have access to it.",
         param="model",
         code="model_not_found",
     )
@@ -91,7 +96,7 @@ class Gateway:
             raise model_not_found(model)
         if not self.prices.is_priced(model):
             raise InvalidRequest(
-                f"Tollgate has no price for model '{model}', so it cannot meter it. "
+                f"Tollgate has no price for model '{shown(model)}', so it cannot meter it. "
                 "An administrator can price it with TOLLGATE_PRICE_OVERRIDES.",
                 param="model",
                 code="model_not_priced",

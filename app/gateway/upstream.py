@@ -18,7 +18,7 @@ import re
 import time
 import weakref
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -69,7 +69,8 @@ class Target:
     base_url: str
     weight: int
     models: frozenset[str]
-    authorization: str
+    # Kept out of repr: a target named in a log line or a traceback must not carry the upstream key.
+    authorization: str = field(repr=False)
 
     @classmethod
     def of(cls, config: UpstreamTarget) -> Target:

@@ -62,11 +62,13 @@ class RequestContextMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Refuses a declared Content-Length over the limit before a byte of the body is read.
+    """Refuses what no handler should see: a declared Content-Length over the limit, before a
+    byte of the body is read; a body without a declared length (chunked) as soon as it passes
+    the limit; and a NUL character in the path or the query string, which no id or filter holds
+    and which PostgreSQL would refuse halfway through a handler.
 
-    Bodies without a trustworthy length (chunked) are counted where they are read, so a
-    client cannot get past the limit by lying. ``streamed`` gives the routes whose bodies are
-    relayed rather than read (file uploads) limits of their own.
+    ``streamed`` gives the routes whose bodies are relayed rather than read (file uploads)
+    limits of their own.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int, streamed: Sequence[tuple[re.Pattern[str], int]] = ()) -> None:
@@ -75,14 +77,27 @@ class BodyLimitMiddleware:
         self.streamed = streamed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            for name, value in scope["headers"]:
-                if name == b"content-length" and value.isdigit():
-                    limit = self._limit(scope["path"])
-                    if int(value) > limit:
-                        await self._refuse(send, limit)
-                        return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if "\x00" in scope["path"] or b"%00" in scope["query_string"]:
+            await _refuse(send, 400, "The URL holds a NUL character (%00).", "invalid_value")
+            return
+        limit = self._limit(scope["path"])
+        chunked = False
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit():
+                if int(value) > limit:
+                    await _refuse(send, 413, f"Request body is larger than the {limit} byte limit.", _TOO_LARGE)
+                    return
+                # The server holds a declared length to its word: nothing to count.
+                await self.app(scope, receive, send)
+                return
+            chunked = chunked or name == b"transfer-encoding"
+        if chunked:
+            await _CountedBody(self.app, limit)(scope, receive, send)
+        else:  # neither a length nor chunks: no body at all
+            await self.app(scope, receive, send)
 
     def _limit(self, path: str) -> int:
         for pattern, limit in self.streamed:
@@ -90,12 +105,49 @@ class BodyLimitMiddleware:
                 return limit
         return self.max_bytes
 
-    async def _refuse(self, send: Send, limit: int) -> None:
-        body = error_body(
-            f"Request body is larger than the {limit} byte limit.",
-            "invalid_request_error",
-            code="request_too_large",
-        )
-        headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+
+_TOO_LARGE = "request_too_large"
+
+
+class _CountedBody:
+    """One request whose body has no declared length. Past the limit, the client gets the 413
+    and the app is told the client left (so it stops reading and answers nobody)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.size = 0
+        self.started = False
+        self.refused = False
+        self.answered = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def counting_receive() -> Message:
+            if self.refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                self.size += len(message.get("body", b""))
+                if self.size > self.limit:
+                    self.refused = True
+                    if not self.started:
+                        self.answered = True
+                        text = f"Request body is larger than the {self.limit} byte limit."
+                        await _refuse(send, 413, text, _TOO_LARGE)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if self.answered:  # the 413 was the answer; whatever the app says after is for nobody
+                return
+            self.started = True
+            await send(message)
+
+        await self.app(scope, counting_receive, guarded_send)
+
+
+async def _refuse(send: Send, status: int, message: str, code: str) -> None:
+    body = error_body(message, "invalid_request_error", code=code)
+    headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
