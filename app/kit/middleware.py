@@ -89,6 +89,7 @@ class BodyLimitMiddleware:
             if name == b"content-length" and value.isdigit():
                 if int(value) > limit:
                     await _refuse(send, 413, f"Request body is larger than the {limit} byte limit.", _TOO_LARGE)
+                    await _linger(receive)
                     return
                 # The server holds a declared length to its word: nothing to count.
                 await self.app(scope, receive, send)
@@ -134,6 +135,8 @@ class _CountedBody:
                         self.answered = True
                         text = f"Request body is larger than the {self.limit} byte limit."
                         await _refuse(send, 413, text, _TOO_LARGE)
+                        if message.get("more_body", False):
+                            await _linger(receive)
                     return {"type": "http.disconnect"}
             return message
 
@@ -144,6 +147,20 @@ class _CountedBody:
             await send(message)
 
         await self.app(scope, counting_receive, guarded_send)
+
+
+# What is read and dropped of a refused body before the connection closes (a lingering close):
+# a client still sending when the server closes gets a reset, and may never read the 413.
+_LINGER_BYTES = 1024 * 1024
+
+
+async def _linger(receive: Receive) -> None:
+    read = 0
+    while read <= _LINGER_BYTES:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
+        read += len(message.get("body", b""))
 
 
 async def _refuse(send: Send, status: int, message: str, code: str) -> None:

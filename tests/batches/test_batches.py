@@ -237,6 +237,9 @@ async def test_refused_when_the_budget_cannot_cover_the_worst_case(
     one = await _create(client, await _batch_file(client, _jsonl(_line("a", 100))))
     assert (await admin.budget_state(budget))["reserved_micros"] == 408
     assert one.id in mock_app.state.batches
+    await client.batches.retrieve(one.id)  # run to its end, so its hold is not left behind
+    assert (await client.batches.retrieve(one.id)).status == "completed"
+    assert (await admin.budget_state(budget))["reserved_micros"] == 0
 
 
 async def test_lists_show_only_the_callers_batches(tollgate: LiveServer, admin: Admin) -> None:
