@@ -88,8 +88,7 @@ class BodyLimitMiddleware:
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit():
                 if int(value) > limit:
-                    await _refuse(send, 413, f"Request body is larger than the {limit} byte limit.", _TOO_LARGE)
-                    await _linger(receive)
+                    await self._too_large(receive, send, limit, int(value))
                     return
                 # The server holds a declared length to its word: nothing to count.
                 await self.app(scope, receive, send)
@@ -99,6 +98,18 @@ class BodyLimitMiddleware:
             await _CountedBody(self.app, limit)(scope, receive, send)
         else:  # neither a length nor chunks: no body at all
             await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _too_large(receive: Receive, send: Send, limit: int, declared: int) -> None:
+        """A body small enough to drop is read first, so the connection stays open for the
+        client's next request; a larger one gets the 413 at once and the connection closes."""
+        text = f"Request body is larger than the {limit} byte limit."
+        if declared <= _LINGER_BYTES:
+            await _linger(receive)
+            await _refuse(send, 413, text, _TOO_LARGE, close=False)
+            return
+        await _refuse(send, 413, text, _TOO_LARGE)
+        await _linger(receive)
 
     def _limit(self, path: str) -> int:
         for pattern, limit in self.streamed:
@@ -163,8 +174,10 @@ async def _linger(receive: Receive) -> None:
         read += len(message.get("body", b""))
 
 
-async def _refuse(send: Send, status: int, message: str, code: str) -> None:
+async def _refuse(send: Send, status: int, message: str, code: str, *, close: bool = True) -> None:
     body = error_body(message, "invalid_request_error", code=code)
-    headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+    headers = [(b"content-type", b"application/json")]
+    if close:
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
