@@ -101,15 +101,12 @@ class BodyLimitMiddleware:
 
     @staticmethod
     async def _too_large(receive: Receive, send: Send, limit: int, declared: int) -> None:
-        """A body small enough to drop is read first, so the connection stays open for the
-        client's next request; a larger one gets the 413 at once and the connection closes."""
+        """A body small enough to drop is read first, so the client reads its 413 and the
+        connection stays open for its next request; a larger one gets the 413 at once, and the
+        connection closes."""
         text = f"Request body is larger than the {limit} byte limit."
-        if declared <= _LINGER_BYTES:
-            await _linger(receive)
-            await _refuse(send, 413, text, _TOO_LARGE, close=False)
-            return
-        await _refuse(send, 413, text, _TOO_LARGE)
-        await _linger(receive)
+        drained = declared <= LINGER_BYTES and await _linger(receive)
+        await _refuse(send, 413, text, _TOO_LARGE, close=not drained)
 
     def _limit(self, path: str) -> int:
         for pattern, limit in self.streamed:
@@ -145,9 +142,10 @@ class _CountedBody:
                     if not self.started:
                         self.answered = True
                         text = f"Request body is larger than the {self.limit} byte limit."
-                        await _refuse(send, 413, text, _TOO_LARGE)
-                        if message.get("more_body", False):
-                            await _linger(receive)
+                        # Read out first: the server closes a connection whose request is unread
+                        # when the answer completes, and a client still sending would get a reset.
+                        drained = not message.get("more_body", False) or await _linger(receive)
+                        await _refuse(send, 413, text, _TOO_LARGE, close=not drained)
                     return {"type": "http.disconnect"}
             return message
 
@@ -160,18 +158,22 @@ class _CountedBody:
         await self.app(scope, counting_receive, guarded_send)
 
 
-# What is read and dropped of a refused body before the connection closes (a lingering close):
-# a client still sending when the server closes gets a reset, and may never read the 413.
-_LINGER_BYTES = 1024 * 1024
+# What is read and dropped of a refused body before the 413 (a lingering close): a client still
+# sending when the server closes gets a reset, and may never read its answer.
+LINGER_BYTES = 256 * 1024
 
 
-async def _linger(receive: Receive) -> None:
+async def _linger(receive: Receive) -> bool:
+    """Reads and drops the rest of a refused body; whether it ended within the bound."""
     read = 0
-    while read <= _LINGER_BYTES:
+    while read <= LINGER_BYTES:
         message = await receive()
-        if message["type"] != "http.request" or not message.get("more_body", False):
-            return
+        if message["type"] != "http.request":
+            return False
+        if not message.get("more_body", False):
+            return True
         read += len(message.get("body", b""))
+    return False
 
 
 async def _refuse(send: Send, status: int, message: str, code: str, *, close: bool = True) -> None:

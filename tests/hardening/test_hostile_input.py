@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
+from app.kit.middleware import LINGER_BYTES
 from tests.fixtures.live_server import LiveServer
 from tests.fixtures.servers import Admin, Tenant, usage_rows
 from tests.hardening.conftest import Unchanged, assert_refused
@@ -46,7 +47,7 @@ async def _send_until_answered(url: str, token: str, path: str) -> tuple[bytes, 
     )
     sent = 0
     try:
-        while sent < 1024 * 1024:
+        while sent < 4 * 1024 * 1024:
             chunk = b'{"name": "' if sent == 0 else b"x" * 4096
             writer.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
             await writer.drain()
@@ -65,13 +66,14 @@ async def _send_until_answered(url: str, token: str, path: str) -> tuple[bytes, 
 async def test_an_undeclared_oversize_body_is_cut_off(
     tollgate: LiveServer, tenant: Tenant, engine: AsyncEngine, mock_app: Starlette, path: str
 ) -> None:
-    """Chunked, so no length to refuse up front: counted as it arrives, refused at the limit
-    (64 KiB here), whether the route's handler reads the body itself or FastAPI does."""
+    """Chunked, so no length to refuse up front: counted as it arrives and refused at the limit
+    (64 KiB here), whether the route's handler reads the body itself or FastAPI does; what
+    comes after is dropped unread for up to ``LINGER_BYTES``, so the client can read its 413."""
     before = len(mock_app.state.requests)
     async with Unchanged(engine):
         head, sent = await _send_until_answered(tollgate.url, tenant.token, path)
     assert head.startswith(b"HTTP/1.1 413"), head
-    assert sent < 128 * 1024
+    assert sent < 64 * 1024 + LINGER_BYTES + 64 * 1024
     assert len(mock_app.state.requests) == before
 
 
