@@ -20,13 +20,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.api_keys.schemas import Principal
 from app.config import SpendSettings
 from app.db import DB_ERRORS
-from app.errors import BudgetExceeded, ServiceUnavailable
+from app.errors import ServiceUnavailable
 from app.kit.batching import BatchCall, GroupCommit
 from app.kit.db_types import utcnow
 from app.kit.periods import period_bounds
 from app.metrics import service as metrics
-from app.models import Budget, BudgetLease
+from app.models import Budget
 from app.models import usage_record as ledger
+from app.spend.leases import new_lease, reaped_values
+from app.spend.limits import exceeded, headroom, tightest
 from app.spend.repository import (
     BudgetRepository,
     LeaseRepository,
@@ -145,7 +147,7 @@ class SpendService:
             async with self.sessionmaker() as session:
                 budget = await BudgetRepository(session).get_by_id(outcome.budget_id)
             assert budget is not None
-            raise _exceeded(budget, utcnow())
+            raise exceeded(budget, utcnow())
         if outcome.outcome == "unbudgeted":
             return Reservation(request_id)
         cap = outcome.cap if estimate.has_output else None
@@ -196,9 +198,9 @@ class SpendService:
             start = period_bounds(budget.period, budget.timezone, now)[0]
             if not await repo.try_reserve(budget.id, amount, start):
                 await session.rollback()
-                raise _exceeded(budget, now)
+                raise exceeded(budget, now)
         ids = [b.id for b in budgets]
-        session.add(_lease(principal, request_id, estimate, ids, amount, cap, now, self.settings.lease_ttl_s))
+        session.add(new_lease(principal, request_id, estimate, ids, amount, cap, now, self.settings.lease_ttl_s))
         return Reservation(request_id, ids, amount, cap if estimate.has_output else None)
 
     def worst_case(self, estimate: Estimate) -> int:
@@ -215,20 +217,20 @@ class SpendService:
     def _output_cap(self, estimate: Estimate, budgets: Sequence[Budget], now: datetime) -> int:
         """The largest output cap that is allowed and affordable on every budget."""
         if not estimate.has_output:
-            if self._worst_case(estimate, 0) > _headroom(budgets, now):
-                raise _exceeded(_tightest(budgets, now), now)
+            if self._worst_case(estimate, 0) > headroom(budgets, now):
+                raise exceeded(tightest(budgets, now), now)
             return 0
         ceiling = self.output_ceiling(estimate)
-        headroom = _headroom(budgets, now)
+        room = headroom(budgets, now)
         low, high = 0, ceiling  # binary search: prices may be tiered, so no closed form
         while low < high:
             mid = (low + high + 1) // 2
-            if self._worst_case(estimate, mid) <= headroom:
+            if self._worst_case(estimate, mid) <= room:
                 low = mid
             else:
                 high = mid - 1
         if low < self.settings.min_output_tokens:
-            raise _exceeded(_tightest(budgets, now), now)
+            raise exceeded(tightest(budgets, now), now)
         return low
 
     def settle(self, principal: Principal, reservation: Reservation, settlement: Settlement) -> None:
@@ -330,7 +332,7 @@ class SpendService:
             rows = []
             for lease in leases:
                 _add_charge(charges, lease.budget_ids, lease.amount_micros, lease.amount_micros)
-                rows.append(_reaped_values(lease))
+                rows.append(reaped_values(lease))
                 await LeaseRepository(session).delete(lease)
             await session.flush()
             # Leases, then budgets, then ledger and rollup: the lock order of the settle batch.
@@ -371,72 +373,3 @@ async def _charge(session: AsyncSession, charges: dict[str, tuple[int, int]]) ->
     for budget in await repo.by_ids(sorted(charges)):
         reserved, actual = charges[budget.id]
         await repo.charge(budget.id, reserved, actual, period_bounds(budget.period, budget.timezone, now)[0])
-
-
-def _headroom(budgets: Sequence[Budget], now: datetime) -> int:
-    return min(_remaining(b, now) for b in budgets)
-
-
-def _remaining(budget: Budget, now: datetime) -> int:
-    start = period_bounds(budget.period, budget.timezone, now)[0]
-    spent = budget.spent_micros if budget.period_start >= start else 0
-    return max(budget.limit_micros - spent - budget.reserved_micros, 0)
-
-
-def _tightest(budgets: Sequence[Budget], now: datetime) -> Budget:
-    return min(budgets, key=lambda b: _remaining(b, now))
-
-
-def _exceeded(budget: Budget, now: datetime) -> BudgetExceeded:
-    metrics.budget_refused(budget.scope)
-    end = period_bounds(budget.period, budget.timezone, now)[1]
-    resets = f"It resets at {end.isoformat()}." if end else "It is a lifetime budget and does not reset."
-    headers = {"x-should-retry": "false", "x-tollgate-budget-id": budget.id}
-    if end is not None:
-        headers["x-tollgate-budget-resets-at"] = end.isoformat()
-    return BudgetExceeded(
-        f"This request would exceed the {budget.period} {budget.scope} budget ({budget.id}). {resets}",
-        code=f"{budget.scope}_budget_exceeded",
-        headers=headers,
-    )
-
-
-def _lease(
-    principal: Principal,
-    request_id: str,
-    estimate: Estimate,
-    budget_ids: list[str],
-    amount: int,
-    cap: int,
-    now: datetime,
-    ttl_s: float,
-) -> BudgetLease:
-    return BudgetLease(
-        request_id=request_id,
-        budget_ids=budget_ids,
-        amount_micros=amount,
-        api_key_id=principal.key_id,
-        user_id=principal.user_id,
-        team_id=principal.team_id,
-        endpoint=estimate.endpoint,
-        model=estimate.model,
-        prompt_tokens=estimate.prompt_tokens,
-        output_cap=cap * estimate.choices,
-        expires_at=now + timedelta(seconds=ttl_s),
-        created_at=now,
-    )
-
-
-def _reaped_values(lease: BudgetLease) -> dict[str, object]:
-    settlement = Settlement(
-        request_id=lease.request_id,
-        endpoint=lease.endpoint,
-        model=lease.model,
-        tokens=TokenUsage(prompt=lease.prompt_tokens, completion=lease.output_cap),
-        cost_micros=lease.amount_micros,
-        status=ledger.STATUS_LEASE_EXPIRED,
-        http_status=0,
-        latency_ms=int((utcnow() - lease.created_at).total_seconds() * 1000),
-        usage_source=ledger.SOURCE_ESTIMATED,
-    )
-    return record_values(lease.api_key_id, lease.user_id, lease.team_id, settlement)
