@@ -13,9 +13,9 @@ from app.ratelimits.limiter import (
     Limit,
     MemoryRateLimiter,
     RateLimiter,
-    RedisRateLimiter,
     create_rate_limiter,
 )
+from app.ratelimits.redis_limiter import RedisRateLimiter
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 UNREACHABLE_URL = "redis://127.0.0.1:1/0"
