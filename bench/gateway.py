@@ -238,18 +238,31 @@ def _drain_chunked(reader: BinaryIO, first: bytes) -> None:
     reader.readline()
 
 
+def body_file(workdir: Path, name: str) -> Path:
+    path = workdir / f"{name}.json"
+    path.write_text(json.dumps(SCENARIOS[name][1]))
+    return path
+
+
+def warm_up(args: argparse.Namespace, workdir: Path, port: int, token: str) -> None:
+    """Every scenario once at the highest concurrency: tokenizer tables, pools and buffers are all
+    in place before the first measurement and the first memory reading."""
+    for name in args.scenarios:
+        path, _, accept = SCENARIOS[name]
+        wrk(f"http://127.0.0.1:{port}{path}", body_file(workdir, name), token, accept, max(args.concurrency), 2)
+
+
 def measure(args: argparse.Namespace, workdir: Path, upstream_port: int, port: int, token: str) -> None:
     print(
         f"{'scenario':<12} {'conc':>4} | {'direct rps':>10} {'p50':>7} {'p90':>7} {'p99':>7} | "
         f"{'tollgate rps':>12} {'p50':>7} {'p90':>7} {'p99':>7} | {'added p50':>9} {'added p99':>9} {'rps ratio':>9}"
     )
     for name in args.scenarios:
-        path, body, accept = SCENARIOS[name]
-        body_file = workdir / f"{name}.json"
-        body_file.write_text(json.dumps(body))
+        path, _, accept = SCENARIOS[name]
+        body = body_file(workdir, name)
         for c in args.concurrency:
-            direct = wrk(f"http://127.0.0.1:{upstream_port}{path}", body_file, "sk-bench", accept, c, args.duration)
-            through = wrk(f"http://127.0.0.1:{port}{path}", body_file, token, accept, c, args.duration)
+            direct = wrk(f"http://127.0.0.1:{upstream_port}{path}", body, "sk-bench", accept, c, args.duration)
+            through = wrk(f"http://127.0.0.1:{port}{path}", body, token, accept, c, args.duration)
             if through.non2xx:
                 print(f"!! {through.non2xx} non-2xx answers from Tollgate; see {workdir / 'tollgate.log'}")
             print(
@@ -317,7 +330,7 @@ def main() -> int:
         )
         with postgres_on_cpu(1):
             stream_body = json.dumps(SCENARIOS["chat-stream"][1]).encode()
-            ttfb_ms(r.port, "/v1/chat/completions", stream_body, r.token, n=50)  # warm-up
+            warm_up(args, r.workdir, r.port, r.token)
             rss_start = rss_mb(r.gateway.pid)
             measure(args, r.workdir, r.upstream_port, r.port, r.token)
             direct_ttfb = ttfb_ms(r.upstream_port, "/v1/chat/completions", stream_body, "sk-bench")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,6 +17,7 @@ from app.audit.schemas import SYSTEM, Actor
 from app.config import Settings
 from app.db import DB_ERRORS
 from app.errors import NotFound, ServiceUnavailable, Unauthorized
+from app.kit.cache import TtlCache
 from app.kit.crypto import display_prefix, generate_api_key, hash_api_key, load_or_create_secret, new_id
 from app.kit.db_types import utcnow
 from app.models import ApiKey, User
@@ -134,42 +133,20 @@ class Authenticator:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], secret: bytes, ttl_s: float) -> None:
         self._sessionmaker = sessionmaker
         self._secret = secret
-        self._ttl = ttl_s
-        self._cache: dict[str, tuple[float, Principal | None]] = {}
-        self._pending: dict[str, asyncio.Task[Principal | None]] = {}
+        self._principals: TtlCache[str, Principal | None] = TtlCache(ttl_s)
 
     async def authenticate(self, token: str) -> Principal:
         digest = hash_api_key(token, self._secret)
-        hit = self._cache.get(digest)
-        if hit is not None and time.monotonic() - hit[0] < self._ttl:
-            principal = hit[1]
-        else:
-            try:
-                principal = await asyncio.shield(self._lookup(digest))
-            except DB_ERRORS as exc:
-                raise ServiceUnavailable("Tollgate cannot verify API keys right now. Retry shortly.") from exc
+        try:
+            principal = await self._principals.get(digest, lambda: self._load(digest))
+        except DB_ERRORS as exc:
+            raise ServiceUnavailable("Tollgate cannot verify API keys right now. Retry shortly.") from exc
         if principal is None or (principal.expires_at is not None and principal.expires_at <= utcnow()):
             raise Unauthorized()
         return principal
 
-    def _lookup(self, digest: str) -> asyncio.Task[Principal | None]:
-        task = self._pending.get(digest)
-        if task is None:
-            task = asyncio.create_task(self._load_into_cache(digest))
-            self._pending[digest] = task
-            task.add_done_callback(lambda _: self._pending.pop(digest, None))
-        return task
-
-    async def _load_into_cache(self, digest: str) -> Principal | None:
-        started = time.monotonic()
-        principal = await self._load(digest)
-        if len(self._cache) > 100_000:
-            self._cache.clear()
-        self._cache[digest] = (started, principal)
-        return principal
-
     def invalidate(self) -> None:
-        self._cache.clear()
+        self._principals.clear()
 
     async def _load(self, digest: str) -> Principal | None:
         async with self._sessionmaker() as session:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -14,6 +13,7 @@ from app.audit import service as audit
 from app.audit.schemas import Actor
 from app.db import DB_ERRORS
 from app.errors import NotFound
+from app.kit.cache import TtlCache
 from app.kit.crypto import new_id
 from app.models import RateLimit
 from app.ratelimits.limiter import Limit
@@ -68,26 +68,21 @@ class LimitsCache:
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], ttl_s: float) -> None:
         self._sessionmaker = sessionmaker
-        self._ttl = ttl_s
-        self._cache: dict[tuple[str, str, str | None], tuple[float, list[Limit]]] = {}
+        self._limits: TtlCache[tuple[str, str, str | None], list[Limit]] = TtlCache(ttl_s)
 
     async def for_principal(self, p: Principal) -> list[Limit]:
         cache_key = (p.key_id, p.user_id, p.team_id)
-        hit = self._cache.get(cache_key)
-        if hit is not None and time.monotonic() - hit[0] < self._ttl:
-            return hit[1]
         try:
-            async with self._sessionmaker() as session:
-                rows = await RateLimitRepository(session).applicable(p.key_id, p.user_id, p.team_id)
+            return await self._limits.get(cache_key, lambda: self._load(p))
         except DB_ERRORS:
             # Rate limits may fail open; the budget path fails closed on its own.
             log.warning("could not load rate limits; serving without them")
-            return hit[1] if hit is not None else []
-        limits = [Limit(r.scope, r.scope_id, r.rpm, r.tpm, r.concurrent) for r in rows]
-        if len(self._cache) > 100_000:
-            self._cache.clear()
-        self._cache[cache_key] = (time.monotonic(), limits)
-        return limits
+            return self._limits.last(cache_key, [])
 
     def invalidate(self) -> None:
-        self._cache.clear()
+        self._limits.clear()
+
+    async def _load(self, p: Principal) -> list[Limit]:
+        async with self._sessionmaker() as session:
+            rows = await RateLimitRepository(session).applicable(p.key_id, p.user_id, p.team_id)
+        return [Limit(r.scope, r.scope_id, r.rpm, r.tpm, r.concurrent) for r in rows]
