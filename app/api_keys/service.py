@@ -138,7 +138,7 @@ class Authenticator:
     async def authenticate(self, token: str) -> Principal:
         digest = hash_api_key(token, self._secret)
         try:
-            principal = await self._principals.get(digest, lambda: self._load(digest))
+            principal = await self._principals.get(digest, self._load)
         except DB_ERRORS as exc:
             raise ServiceUnavailable("Tollgate cannot verify API keys right now. Retry shortly.") from exc
         if principal is None or (principal.expires_at is not None and principal.expires_at <= utcnow()):

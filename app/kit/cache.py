@@ -24,7 +24,8 @@ class TtlCache(Generic[K, V]):
         self._entries: dict[K, tuple[float, V]] = {}
         self._pending: dict[K, asyncio.Task[V]] = {}
 
-    async def get(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+    async def get(self, key: K, load: Callable[[K], Awaitable[V]]) -> V:
+        """``load(key)`` runs only on a miss, once however many callers miss together."""
         hit = self._entries.get(key)
         if hit is not None and time.monotonic() - hit[0] < self._ttl:
             return hit[1]
@@ -45,10 +46,10 @@ class TtlCache(Generic[K, V]):
     def clear(self) -> None:
         self._entries.clear()
 
-    async def _load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+    async def _load(self, key: K, load: Callable[[K], Awaitable[V]]) -> V:
         # Stamped before the load: a change made while it runs is not hidden for a whole TTL.
         started = time.monotonic()
-        value = await load()
+        value = await load(key)
         if len(self._entries) >= self._max_entries:
             self._entries.clear()
         self._entries[key] = (started, value)

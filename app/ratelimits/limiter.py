@@ -187,14 +187,6 @@ class MemoryRateLimiter:
             self._live_slots(name, now)
 
 
-# Reads every counter and checks every limit before writing anything, so one refusal counts nothing.
-# KEYS: per limit, three keys: its requests window, its tokens window, its slot set.
-# ARGV: now, tokens, request_id, slot expiry, window key ttl, slot set ttl,
-#       then per limit: rpm, tpm, concurrent (-1 where the limit does not apply).
-# Reply: {reason (0 allowed, 1 requests, 2 tokens, 3 concurrency), 1-based index of the refusing limit,
-#         then per limit: requests used, tokens used (both before this request)}.
-
-
 def create_rate_limiter(redis_url: str | None, slot_ttl_s: float = 600.0, timeout_s: float = 1.0) -> RateLimiter:
     """Redis when a URL is configured (needed with more than one replica), else process memory."""
     if redis_url:

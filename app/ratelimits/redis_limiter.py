@@ -24,6 +24,12 @@ _WARN_EVERY_S = 10.0
 # Builtin TimeoutError is what asyncio.timeout raises; OSError covers DNS and socket failures.
 _REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, TimeoutError, OSError)
 
+# Reads every counter and checks every limit before writing anything, so one refusal counts nothing.
+# KEYS: per limit, three keys: its requests window, its tokens window, its slot set.
+# ARGV: now, tokens, request_id, slot expiry, window key ttl, slot set ttl,
+#       then per limit: rpm, tpm, concurrent (-1 where the limit does not apply).
+# Reply: {reason (0 allowed, 1 requests, 2 tokens, 3 concurrency), 1-based index of the refusing limit,
+#         then per limit: requests used, tokens used (both before this request)}.
 _ACQUIRE_LUA = """
 local now, tokens, member = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local n = #KEYS / 3

@@ -73,7 +73,7 @@ class LimitsCache:
     async def for_principal(self, p: Principal) -> list[Limit]:
         cache_key = (p.key_id, p.user_id, p.team_id)
         try:
-            return await self._limits.get(cache_key, lambda: self._load(p))
+            return await self._limits.get(cache_key, self._load)
         except DB_ERRORS:
             # Rate limits may fail open; the budget path fails closed on its own.
             log.warning("could not load rate limits; serving without them")
@@ -82,7 +82,7 @@ class LimitsCache:
     def invalidate(self) -> None:
         self._limits.clear()
 
-    async def _load(self, p: Principal) -> list[Limit]:
+    async def _load(self, scopes: tuple[str, str, str | None]) -> list[Limit]:
         async with self._sessionmaker() as session:
-            rows = await RateLimitRepository(session).applicable(p.key_id, p.user_id, p.team_id)
+            rows = await RateLimitRepository(session).applicable(*scopes)
         return [Limit(r.scope, r.scope_id, r.rpm, r.tpm, r.concurrent) for r in rows]

@@ -18,7 +18,7 @@ class Loader:
     def __init__(self, value: str = "v", delay_s: float = 0.02, fail: bool = False) -> None:
         self.calls, self.value, self.delay_s, self.fail = 0, value, delay_s, fail
 
-    async def __call__(self) -> str:
+    async def __call__(self, key: str) -> str:
         self.calls += 1
         await asyncio.sleep(self.delay_s)
         if self.fail:
