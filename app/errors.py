@@ -141,7 +141,9 @@ def error_response(
     )
 
 
-def _gateway_error(_: Request, exc: Exception) -> Response:
+# The handlers are async: Starlette runs a plain-def handler in a worker thread, a thread hop
+# for every error answer (401s, 404s and refused budgets included).
+async def _gateway_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
     return error_response(exc.status_code, exc.message, exc.type, param=exc.param, code=exc.code, headers=exc.headers)
 
@@ -151,10 +153,10 @@ def unknown_url(request: Request) -> NotFound:
     return NotFound(f"Invalid URL ({request.method} {request.url.path})", code="unknown_url")
 
 
-def _http_error(request: Request, exc: Exception) -> Response:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 404:
-        return _gateway_error(request, unknown_url(request))
+        return await _gateway_error(request, unknown_url(request))
     if exc.status_code == 405:
         message = f"Method {request.method} not allowed for {request.url.path}"
         return error_response(405, message, "invalid_request_error", code="method_not_allowed")
@@ -162,7 +164,7 @@ def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, str(exc.detail), type_, headers=exc.headers)
 
 
-def _validation_error(_: Request, exc: Exception) -> Response:
+async def _validation_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     first: dict[str, Any] = exc.errors()[0] if exc.errors() else {}
     loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
@@ -173,14 +175,14 @@ def _validation_error(_: Request, exc: Exception) -> Response:
     return error_response(400, message, "invalid_request_error", param=param, code="invalid_value")
 
 
-def _client_gone(_: Request, exc: Exception) -> Response:
+async def _client_gone(_: Request, exc: Exception) -> Response:
     """The client left before its request body arrived: nothing was metered and nobody is
     listening. Not an error of ours, so no traceback in the logs."""
     assert isinstance(exc, ClientDisconnect)
     return Response(status_code=499)
 
 
-def _unhandled(request: Request, exc: Exception) -> Response:
+async def _unhandled(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "The server had an error processing your request.", "server_error")
 

@@ -22,10 +22,12 @@ from app.files.service import FileService
 from app.fine_tuning.directory import FineTunedDirectory
 from app.fine_tuning.service import FineTuning
 from app.gateway.catalog import ModelCatalog
+from app.gateway.endpoints import hot_routes
 from app.gateway.metering import Meter
 from app.gateway.service import Gateway
 from app.gateway.upstream import Upstream, default_target
 from app.kit.crypto import sealer
+from app.kit.fast_lane import FastLane
 from app.kit.form_relay import FORM_OVERHEAD_BYTES
 from app.kit.logging import configure_logging, flush_logs
 from app.kit.middleware import BodyLimitMiddleware, RequestContextMiddleware
@@ -165,6 +167,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         (re.compile(r"^/v1/uploads/[^/]+/parts/?$"), settings.files.max_part_bytes + FORM_OVERHEAD_BYTES),
         *((re.compile(f"^{re.escape(path)}/?$"), settings.gateway.max_upload_bytes) for path in UPLOAD_PATHS),
     ]
+    # Innermost, so the body limit and every layer outside it still apply to the metered calls.
+    app.add_middleware(FastLane, routes=hot_routes(), handlers=app.exception_handlers)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.gateway.max_body_bytes, streamed=streamed)
     if settings.gateway.cors_origins:
         # Browser frontends call Tollgate directly; they authenticate with a bearer key, not cookies.

@@ -13,6 +13,7 @@ What was relayed is kept as raw bytes and decoded only if tokens must be counted
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -143,6 +144,7 @@ class UpstreamRelay(Response):
         self.outcome = OUTCOME_COMPLETED
         self._complete = False
         self._finished = False
+        self._cancelled_by_watcher = False
 
     def _content_headers(self) -> list[tuple[bytes, bytes]]:
         raise NotImplementedError
@@ -158,11 +160,7 @@ class UpstreamRelay(Response):
         OPEN_STREAMS.inc()
         try:
             await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._watch_disconnect, receive, tg.cancel_scope)
-                await self._relay(send)
-                self._complete = True
-                tg.cancel_scope.cancel()
+            await self._relay_until_disconnect(receive, send)
             # Reported before the stream ends: a client that saw the end can read its own usage.
             await self._finish()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -170,8 +168,26 @@ class UpstreamRelay(Response):
             self.outcome = OUTCOME_DISCONNECTED
         finally:
             OPEN_STREAMS.dec()
-            with anyio.CancelScope(shield=True):
-                await self._finish()
+            if not self._finished:
+                # Shielded: a cancelled request (a disconnect, a shutdown) still settles.
+                await asyncio.shield(self._finish())
+
+    async def _relay_until_disconnect(self, receive: Receive, send: Send) -> None:
+        """Relays while a watcher waits for the client to leave, which cancels the relay. Plain
+        asyncio rather than an anyio task group: the group's cancel scopes cost more per stream
+        than the rest of the relay's bookkeeping."""
+        task = asyncio.current_task()
+        assert task is not None
+        watcher = asyncio.get_running_loop().create_task(self._watch_disconnect(receive, task))
+        try:
+            await self._relay(send)
+            self._complete = True
+        except asyncio.CancelledError:
+            # Our own cancellation ends the relay quietly; anyone else's goes on up.
+            if not self._cancelled_by_watcher or task.uncancel() > 0:
+                raise
+        finally:
+            watcher.cancel()
 
     async def _finish(self) -> None:
         if self._finished:
@@ -184,13 +200,14 @@ class UpstreamRelay(Response):
             self.upstream.close()
         await self._report()
 
-    async def _watch_disconnect(self, receive: Receive, scope: anyio.CancelScope) -> None:
+    async def _watch_disconnect(self, receive: Receive, relay: asyncio.Task[Any]) -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
         # Servers also report a disconnect once the response is complete; only an earlier one counts.
         if not self._complete:
             self.outcome = OUTCOME_DISCONNECTED
-            scope.cancel()
+            self._cancelled_by_watcher = True
+            relay.cancel()
 
 
 class SSERelay(UpstreamRelay):

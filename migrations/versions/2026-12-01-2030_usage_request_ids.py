@@ -117,6 +117,17 @@ def _partitioned() -> ModuleType:
     return module
 
 
+def settle_batch_sql() -> str:
+    """This revision's tollgate_settle_batch, as later revisions restore or extend it."""
+    before = _partitioned()
+    hour = "date_trunc('hour', w.created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+    return SETTLE_BATCH.format(
+        grain_select=before._dims("w.", hour),
+        grains=before.GRAINS,
+        grain_order=before._dims("w.", hour, ' COLLATE "C"'),
+    )
+
+
 def upgrade() -> None:
     postgres = op.get_bind().dialect.name == "postgresql"
     if postgres:
@@ -134,14 +145,7 @@ def upgrade() -> None:
     )
     if postgres:
         before = _partitioned()
-        hour = "date_trunc('hour', w.created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
-        op.execute(
-            SETTLE_BATCH.format(
-                grain_select=before._dims("w.", hour),
-                grains=before.GRAINS,
-                grain_order=before._dims("w.", hour, ' COLLATE "C"'),
-            )
-        )
+        op.execute(settle_batch_sql())
         assert _DROP_ROLLUP in before.DROP_FN
         op.execute(before.DROP_FN.replace(_DROP_ROLLUP, _DROP_ROLLUP + _DROP_IDS))
 
