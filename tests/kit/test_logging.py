@@ -9,7 +9,14 @@ import logging
 import httpx
 import pytest
 
-from app.kit.logging import BufferedStreamHandler, JsonFormatter, flush_logs, request_id_var, scrub
+from app.kit.logging import (
+    BufferedStreamHandler,
+    JsonFormatter,
+    configure_logging,
+    flush_logs,
+    request_id_var,
+    scrub,
+)
 from tests.fixtures.live_server import LiveServer
 from tests.fixtures.servers import ADMIN_KEY, UPSTREAM_KEY, Tenant
 
@@ -69,3 +76,28 @@ async def test_info_lines_are_buffered_and_warnings_flushed_at_once() -> None:
     finally:
         logging.getLogger().removeHandler(handler)
         logger.removeHandler(handler)
+
+
+def test_configured_logging_collects_nothing_its_formatters_do_not_print(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record costs no stack walk and no thread or process lookups: no formatter prints them."""
+    for name in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
+        monkeypatch.setattr(logging, name, getattr(logging, name))
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
+    configure_logging("INFO", as_json=True)
+    capture = _Collect()
+    root.addHandler(capture)
+    logging.getLogger("tollgate.test-collect").info("hello")
+    (record,) = capture.records
+    assert record.funcName == "(unknown function)" and record.lineno == 0
+    assert record.thread is None and record.process is None and record.processName is None
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
