@@ -1,4 +1,5 @@
 from fastapi import APIRouter
+from fastapi.routing import APIRoute
 
 from app.accounts.endpoints import router as accounts_router
 from app.api_keys.endpoints import me_router
@@ -11,11 +12,13 @@ from app.conversations.endpoints import router as conversations_router
 from app.files.endpoints import router as files_router
 from app.fine_tuning.endpoints import admin_router as fine_tuned_models_router
 from app.fine_tuning.endpoints import router as fine_tuning_router
+from app.gateway.endpoints import hot_routes
 from app.gateway.endpoints import router as gateway_router
 from app.gateway.unserved import router as unserved_router
 from app.media.endpoints import router as media_router
 from app.metrics.endpoints import router as metrics_router
 from app.ratelimits.endpoints import router as ratelimits_router
+from app.responses.endpoints import create_response
 from app.responses.endpoints import router as responses_router
 from app.runs.endpoints import create_and_run_router
 from app.runs.endpoints import router as runs_router
@@ -58,3 +61,10 @@ routers: list[APIRouter] = [
     fine_tuned_models_router,
     usage_admin_router,
 ]
+
+
+def metered_routes() -> list[APIRoute]:
+    """What the fast lane serves: the gateway's metered calls and Responses' create. Their
+    routers must be included without dependencies of their own, which the lane would skip."""
+    creates = [r for r in responses_router.routes if isinstance(r, APIRoute) and r.endpoint is create_response]
+    return [*hot_routes(), *creates]

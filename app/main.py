@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from app.api import routers
+from app.api import metered_routes, routers
 from app.api_keys.service import Authenticator, ensure_admin, resolve_key_secret
 from app.batches.service import Batches
 from app.batches.settlement import BatchSettler
@@ -22,7 +22,6 @@ from app.files.service import FileService
 from app.fine_tuning.directory import FineTunedDirectory
 from app.fine_tuning.service import FineTuning
 from app.gateway.catalog import ModelCatalog
-from app.gateway.endpoints import hot_routes
 from app.gateway.metering import Meter
 from app.gateway.service import Gateway
 from app.gateway.upstream import Upstream, default_target
@@ -168,7 +167,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         *((re.compile(f"^{re.escape(path)}/?$"), settings.gateway.max_upload_bytes) for path in UPLOAD_PATHS),
     ]
     # Innermost, so the body limit and every layer outside it still apply to the metered calls.
-    app.add_middleware(FastLane, routes=hot_routes(), handlers=app.exception_handlers)
+    lane = metered_routes()
+    app.add_middleware(FastLane, routes=lane, handlers=app.exception_handlers)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.gateway.max_body_bytes, streamed=streamed)
     if settings.gateway.cors_origins:
         # Browser frontends call Tollgate directly; they authenticate with a bearer key, not cookies.
@@ -187,6 +187,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Where FastAPI decodes the JSON body, a dependency checks it for text Tollgate refuses; the
         # metered routes read their own bodies and check them as they read, with nothing to solve.
         decodes = any(getattr(route, "body_field", None) is not None for route in router.routes)
+        if decodes and any(route in router.routes for route in lane):
+            raise RuntimeError("a router the fast lane serves must not get router dependencies")
         app.include_router(router, dependencies=[Depends(refuse_unstorable_body)] if decodes else None)
 
     @app.get("/healthz", include_in_schema=False)

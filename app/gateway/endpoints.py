@@ -91,6 +91,5 @@ async def retrieve_model(model: str, principal: CurrentPrincipal, catalog: Catal
 
 
 def hot_routes() -> list[APIRoute]:
-    """The metered calls, which the fast lane (app/kit/fast_lane.py) serves past FastAPI's router.
-    Their router is included with no dependencies of its own, which the fast lane would skip."""
+    """The gateway's metered calls, which the fast lane (app/kit/fast_lane.py) serves past FastAPI's router."""
     return [route for route in router.routes if isinstance(route, APIRoute) and "POST" in (route.methods or ())]

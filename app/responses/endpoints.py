@@ -9,6 +9,7 @@ from app.api_keys.dependencies import CurrentPrincipal
 from app.errors import InvalidRequest
 from app.gateway.endpoints import metered_call
 from app.responses.dependencies import ResponsesDep
+from app.responses.service import Responses
 
 router = APIRouter(prefix="/v1/responses", tags=["responses"])
 
@@ -16,8 +17,10 @@ _BODY_DOC = {"requestBody": {"required": True, "content": {"application/json": {
 
 
 @router.post("", openapi_extra=_BODY_DOC)
-async def create_response(request: Request, responses: ResponsesDep) -> Response:
+async def create_response(request: Request) -> Response:
+    """Takes only the request, like the gateway's metered calls, so the fast lane serves it."""
     _, context, raw, body = await metered_call(request, "responses")
+    responses: Responses = request.app.state.responses
     return await responses.create(context, raw, body)
 
 

@@ -129,7 +129,7 @@ async def test_tollgates_metered_routes_take_the_lane(settings: Settings, monkey
     monkeypatch.setattr(APIRoute, "handle", spy)
     app = create_app(settings)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-        for path in ("/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/moderations"):
+        for path in ("/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/moderations", "/v1/responses"):
             answer = await client.post(path, json={"model": "gpt-4o-mini"})
             assert answer.status_code == 401
             assert answer.json()["error"]["message"].startswith("You didn't provide an API key")
