@@ -206,3 +206,20 @@ async def test_client_leaving_mid_body_is_quiet_and_writes_nothing(
     await asyncio.sleep(0.2)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "a client leaving is not a server error"
     assert await usage_rows(engine, tenant.key_id) == []
+
+
+async def test_error_answers_take_no_worker_thread(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every handler is async: Starlette would run a plain-def one in a worker thread, a hop per 401,
+    404 and refused budget."""
+
+    async def no_thread(*_: object, **__: object) -> None:
+        raise AssertionError("an error handler ran in a worker thread")
+
+    monkeypatch.setattr("starlette._exception_handler.run_in_threadpool", no_thread)
+    monkeypatch.setattr("starlette.middleware.errors.run_in_threadpool", no_thread)
+    app = create_app(settings)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        assert_envelope(await client.get("/v1/no-such-route"), 404, "unknown_url")
+        assert_envelope(await client.delete("/v1/models"), 405, "method_not_allowed")
+        assert_envelope(await client.get("/v1/models"), 401)
+        assert_envelope(await client.post("/v1/chat/completions", json={}), 401)
