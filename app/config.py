@@ -121,6 +121,13 @@ class GatewaySettings(BaseSettings):
     # Multipart uploads (image edits and variations, audio transcriptions and translations) may
     # be this large; they are spooled to a temporary file, never held in memory whole.
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    # `tollgate serve` starts one token server (app/kit/token_server.py) that holds tiktoken's
+    # tables for all of its workers, 63 MB that each worker then does not hold; false, each
+    # worker loads its own.
+    shared_tokenizer: bool = True
+    # That server's socket, which `tollgate serve` sets for its workers; unset, a worker counts
+    # tokens in process.
+    tokenizer_socket: str | None = None
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -25,6 +25,7 @@ from app.gateway.catalog import ModelCatalog
 from app.gateway.metering import Meter
 from app.gateway.service import Gateway
 from app.gateway.upstream import Upstream, default_target
+from app.kit import tokens
 from app.kit.crypto import sealer
 from app.kit.fast_lane import FastLane
 from app.kit.form_relay import FORM_OVERHEAD_BYTES
@@ -34,7 +35,6 @@ from app.kit.openapi import document_errors
 from app.kit.runtime import freeze_startup_heap
 from app.kit.tasks import every
 from app.kit.text import refuse_unstorable_body
-from app.kit.tokens import encoding_for
 from app.media.audio import AudioCalls
 from app.media.endpoints import UPLOAD_PATHS
 from app.media.images import ImageCalls
@@ -73,7 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             async with sessionmaker.begin() as session:
                 await ensure_admin(session, secret, settings.keys.admin_key.get_secret_value())
         # tiktoken's tables and the price table take a moment to load; pay it at start, not on a request.
-        encoding_for("gpt-4o-mini")
+        tokens.use_token_server(settings.gateway.tokenizer_socket)
+        tokens.prepare("gpt-4o-mini")
         prices = PriceBook(settings.gateway.price_overrides, settings.fine_tuning.tunable)
         prices.is_priced("gpt-4o-mini")
         app.state.settings = settings
@@ -150,6 +151,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await flush_logs()
             await upstream.aclose()
             await engine.dispose()
+            tokens.use_token_server(None)
 
     app = FastAPI(
         title="Tollgate",

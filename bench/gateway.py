@@ -5,7 +5,8 @@
     python bench/gateway.py --duration 20 --concurrency 1 8 64
 
 Tollgate runs on PostgreSQL with a real key and budget (every request authenticated, reserved,
-settled and written to the ledger), as one worker pinned to CPU 0. wrk, nginx and PostgreSQL
+settled and written to the ledger), as one worker pinned to CPU 0, with the token server it counts
+through (which inherits that pinning: its CPU is Tollgate's too). wrk, nginx and PostgreSQL
 share CPU 1 (PostgreSQL's processes are moved there for the run and moved back afterwards), so
 Tollgate's core is its own. Prints requests per second and latency percentiles for both, and
 the latency Tollgate adds.
@@ -185,17 +186,26 @@ def _ms(text: str) -> float:
 
 
 def rss_mb(pid: int) -> float:
-    """Resident memory of ``pid`` and its children (uvicorn's worker runs in a child)."""
-    pids = [
-        pid,
-        *(int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()),
-    ]
-    total_kb = 0
-    for one in pids:
-        with suppress(OSError):
-            status = Path(f"/proc/{one}/status").read_text()
-            total_kb += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
-    return total_kb / 1024
+    """Resident memory of ``pid``: with one worker, uvicorn serves in the process it was started in."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
+
+
+def token_server_mb(pid: int) -> float:
+    """Resident memory of the token server that ``tollgate serve`` (``pid``) runs for all its workers."""
+    children = subprocess.run(["pgrep", "-P", str(pid), "-f", "app.kit.token_server"], capture_output=True, text=True)
+    return sum(rss_mb(int(child)) for child in children.stdout.split())
+
+
+def token_server_cpu_s(pid: int) -> float:
+    """CPU time of ``pid``'s token server, all its threads (schedstat, in ns)."""
+    children = subprocess.run(["pgrep", "-P", str(pid), "-f", "app.kit.token_server"], capture_output=True, text=True)
+    total_ns = 0
+    for child in children.stdout.split():
+        for task in Path(f"/proc/{child}/task").iterdir():
+            with suppress(OSError):  # a connection's thread that just ended
+                total_ns += int((task / "schedstat").read_text().split()[0])
+    return total_ns / 1e9
 
 
 def ttfb_ms(port: int, path: str, body: bytes, token: str, n: int = 300) -> float:
@@ -252,26 +262,34 @@ def warm_up(args: argparse.Namespace, workdir: Path, port: int, token: str) -> N
         wrk(f"http://127.0.0.1:{port}{path}", body_file(workdir, name), token, accept, max(args.concurrency), 2)
 
 
-def measure(args: argparse.Namespace, workdir: Path, upstream_port: int, port: int, token: str) -> None:
+def measure(args: argparse.Namespace, r: Rig) -> None:
+    workdir, upstream_port, port, token, gateway_pid = r.workdir, r.upstream_port, r.port, r.token, r.gateway.pid
     print(
         f"{'scenario':<12} {'conc':>4} | {'direct rps':>10} {'p50':>7} {'p90':>7} {'p99':>7} | "
-        f"{'tollgate rps':>12} {'p50':>7} {'p90':>7} {'p99':>7} | {'added p50':>9} {'added p99':>9} {'rps ratio':>9}"
+        f"{'tollgate rps':>12} {'p50':>7} {'p90':>7} {'p99':>7} | {'added p50':>9} {'added p99':>9} {'rps ratio':>9} "
+        f"{'tok µs':>6}"
     )
     for name in args.scenarios:
         path, _, accept = SCENARIOS[name]
         body = body_file(workdir, name)
         for c in args.concurrency:
             direct = wrk(f"http://127.0.0.1:{upstream_port}{path}", body, "sk-bench", accept, c, args.duration)
+            counting = token_server_cpu_s(gateway_pid)
             through = wrk(f"http://127.0.0.1:{port}{path}", body, token, accept, c, args.duration)
+            counting = token_server_cpu_s(gateway_pid) - counting
             if through.non2xx:
                 print(f"!! {through.non2xx} non-2xx answers from Tollgate; see {workdir / 'tollgate.log'}")
             print(
                 f"{name:<12} {c:>4} | {direct.rps:>10.0f} {direct.p50:>7.2f} {direct.p90:>7.2f} {direct.p99:>7.2f} | "
                 f"{through.rps:>12.0f} {through.p50:>7.2f} {through.p90:>7.2f} {through.p99:>7.2f} | "
-                f"{through.p50 - direct.p50:>9.2f} {through.p99 - direct.p99:>9.2f} {through.rps / direct.rps:>9.3f}",
+                f"{through.p50 - direct.p50:>9.2f} {through.p99 - direct.p99:>9.2f} {through.rps / direct.rps:>9.3f} "
+                f"{counting / (through.rps * args.duration) * 1e6:>6.1f}",
                 flush=True,
             )
-    print("latencies in ms; 'added' = Tollgate minus direct at the same percentile")
+    print(
+        "latencies in ms; 'added' = Tollgate minus direct at the same percentile; "
+        "'tok µs' = the token server's CPU per request"
+    )
 
 
 @dataclass
@@ -284,7 +302,7 @@ class Rig:
 
 
 @contextmanager
-def rig(database_url: str, prefix: str) -> Iterator[Rig]:
+def rig(database_url: str, prefix: str, shared_tokenizer: bool = True) -> Iterator[Rig]:
     """nginx as the upstream, a fresh database with a key and a budget, and one Tollgate worker
     pinned to CPU 0, answering; all stopped on the way out."""
     workdir = Path(tempfile.mkdtemp(prefix=prefix))
@@ -292,6 +310,7 @@ def rig(database_url: str, prefix: str) -> Iterator[Rig]:
     try:
         port = free_port()
         env = tollgate_env(database_url, upstream_port, port)
+        env["TOLLGATE_SHARED_TOKENIZER"] = str(shared_tokenizer).lower()
         token = prepare_database(database_url, env)
         command = [sys.executable, "-m", "app.cli.main", "serve", "--skip-migrations", "--workers", "1"]
         gateway = subprocess.Popen(
@@ -318,28 +337,37 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
     parser.add_argument("--database-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/tollgate_bench")
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS))
+    parser.add_argument(
+        "--tokenizer",
+        choices=["shared", "in-worker"],
+        default="shared",
+        help="the token server all workers share (the default), or tiktoken's tables in the worker",
+    )
     args = parser.parse_args()
     ensure_tools()
     # This process is a client too (time to first byte): keep it off Tollgate's core.
     os.sched_setaffinity(0, {1})
-    with rig(args.database_url, "tollgate-bench-") as r:
+    with rig(args.database_url, "tollgate-bench-", args.tokenizer == "shared") as r:
         print(
-            f"# {time.strftime('%Y-%m-%d')}: Tollgate pinned to CPU 0 (1 worker); wrk, nginx and PostgreSQL "
-            f"on CPU 1; {args.duration}s per cell",
+            f"# {time.strftime('%Y-%m-%d')}: Tollgate pinned to CPU 0 (1 worker, tokenizer {args.tokenizer}); "
+            f"wrk, nginx and PostgreSQL on CPU 1; {args.duration}s per cell",
             flush=True,
         )
         with postgres_on_cpu(1):
             stream_body = json.dumps(SCENARIOS["chat-stream"][1]).encode()
             warm_up(args, r.workdir, r.port, r.token)
             rss_start = rss_mb(r.gateway.pid)
-            measure(args, r.workdir, r.upstream_port, r.port, r.token)
+            measure(args, r)
             direct_ttfb = ttfb_ms(r.upstream_port, "/v1/chat/completions", stream_body, "sk-bench")
             tollgate_ttfb = ttfb_ms(r.port, "/v1/chat/completions", stream_body, r.token)
         print(
             f"streamed chat, time to first byte (median of 300, c=1): direct {direct_ttfb:.2f} ms, "
             f"Tollgate {tollgate_ttfb:.2f} ms, added {tollgate_ttfb - direct_ttfb:.2f} ms"
         )
-        print(f"Tollgate resident memory: {rss_start:.0f} MB after warm-up, {rss_mb(r.gateway.pid):.0f} MB at the end")
+        print(
+            f"Tollgate worker resident memory: {rss_start:.0f} MB after warm-up, {rss_mb(r.gateway.pid):.0f} MB at "
+            f"the end; the token server all workers share: {token_server_mb(r.gateway.pid):.0f} MB"
+        )
     return 0
 
 

@@ -8,6 +8,8 @@ instruction count moves by 1 or 2%. So a change to the hot path is judged here f
 bench/gateway.py for what it does to latency. Same setup as bench/gateway.py (nginx upstream,
 PostgreSQL, a real key and budget); Tollgate runs under callgrind, which counts only while a
 scenario's requests are sent (4 keep-alive clients), after a warm-up that is not counted.
+The count is the worker's: the token server it counts prompts through runs natively beside it
+(callgrind does not follow children); bench/gateway.py reports that server's CPU per request.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 
-from gateway import HERE, postgres_on_cpu, rig, rss_mb
+from gateway import HERE, postgres_on_cpu, rig, rss_mb, token_server_mb
 
 DISCONNECT_BODY = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hi"}],"stream":true}'
 
@@ -72,7 +72,10 @@ def snapshot(pid: int, database: str) -> str:
         capture_output=True,
         text=True,
     ).stdout.strip()
-    return f"rss {rss_mb(pid):.0f} MB, open fds {fds}, PostgreSQL connections {connections}"
+    return (
+        f"rss {rss_mb(pid):.0f} MB (token server {token_server_mb(pid):.0f} MB), open fds {fds}, "
+        f"PostgreSQL connections {connections}"
+    )
 
 
 def main() -> int:

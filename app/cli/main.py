@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 from typing import Annotated
 
 import typer
@@ -14,7 +16,8 @@ from app.cli.budgets import budgets_cli, limits_cli
 from app.cli.fine_tuned import fine_tuned_cli
 from app.cli.keys import keys
 from app.cli.runtime import load_settings, migrate
-from app.config import Settings
+from app.cli.tokenizer import token_server
+from app.config import Settings, get_settings
 from app.db import create_engine, create_sessionmaker
 from app.kit.logging import configure_logging
 from app.metrics.multiprocess import metrics_dir
@@ -47,14 +50,19 @@ def serve(
     settings = load_settings()
     configure_logging(settings.gateway.log_level, settings.gateway.log_json)
     if not skip_migrations:
-        migrate(settings)
+        _migrate_apart()
     token = asyncio.run(_bootstrap(settings))
     if token is not None:
         typer.secho("\nBootstrap admin key (shown once, store it now):", fg=typer.colors.YELLOW, bold=True)
         typer.echo(f"  {token}\n")
     count = workers or settings.gateway.workers or _default_workers(settings)
+    shared = settings.gateway.shared_tokenizer and not settings.gateway.tokenizer_socket
     # Set before the workers start: they pick file-backed metrics when they import prometheus-client.
-    with metrics_dir(count):
+    with metrics_dir(count), token_server(shared) as socket_path:
+        if socket_path is not None:
+            os.environ["TOLLGATE_TOKENIZER_SOCKET"] = socket_path
+            # With one worker this process is the worker, and it has read its settings already.
+            get_settings.cache_clear()
         uvicorn.run(
             "app.main:create_app_from_env",
             factory=True,
@@ -68,6 +76,13 @@ def serve(
             loop="uvloop",
             http="httptools",
         )
+
+
+def _migrate_apart() -> None:
+    """Alembic (8 MB of modules) stays out of this process, which is the worker when there is one."""
+    done = subprocess.run([sys.executable, "-m", "app.cli.main", "migrate"], stdout=subprocess.DEVNULL, check=False)
+    if done.returncode != 0:
+        raise typer.Exit(done.returncode)
 
 
 def _default_workers(settings: Settings) -> int:

@@ -6,17 +6,18 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
-from alembic import command
-from alembic.config import Config
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings, get_settings
 from app.db import create_engine, create_sessionmaker
 from app.errors import GatewayError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 T = TypeVar("T")
 # A checkout (pip install -e .) keeps migrations beside the package; an image installs the
@@ -25,6 +26,9 @@ _ROOTS = (Path(__file__).resolve().parents[2], Path.cwd())
 
 
 def alembic_config(url: str) -> Config:
+    # Imported here: a worker never migrates, and alembic's modules are 8 MB of its memory.
+    from alembic.config import Config
+
     root = next((r for r in _ROOTS if (r / "alembic.ini").is_file()), _ROOTS[0])
     config = Config(str(root / "alembic.ini"))
     config.set_main_option("script_location", str(root / "migrations"))
@@ -36,6 +40,8 @@ def alembic_config(url: str) -> Config:
 def migrate(settings: Settings) -> None:
     if settings.database.is_sqlite:
         _ensure_sqlite_dir(settings.database.url)
+    from alembic import command
+
     command.upgrade(alembic_config(settings.database.url), "head")
 
 

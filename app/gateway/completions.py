@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from app.gateway.schemas import parse_completions, parse_moderations
 from app.gateway.service import CallContext, Gateway, model_not_found, with_fields
-from app.kit.tokens import count_embedding_input, count_text
+from app.kit.tokens import acount_embedding_input, acount_texts, count_text
 from app.spend.service import Estimate
 from app.usage.pricing import TokenUsage
 
@@ -30,7 +30,8 @@ async def create_completion(gateway: Gateway, ctx: CallContext, raw: bytes, body
     req = parse_completions(body)
     gateway.authorize(ctx.principal, req.model)
     ctx = replace(ctx, model=req.model)
-    prompt_tokens = count_embedding_input(req.model, req.prompt) + count_text(req.model, body.get("suffix") or "")
+    # The suffix is one more text of the prompt: counted in the same round trip.
+    prompt_tokens = await acount_embedding_input(req.model, [req.prompt, body.get("suffix") or ""])
     estimate = Estimate(
         model=req.model,
         endpoint=ctx.endpoint,
@@ -60,7 +61,7 @@ async def create_moderation(gateway: Gateway, ctx: CallContext, raw: bytes, body
         raise model_not_found(req.model)
     ctx = replace(ctx, model=req.model)
     # Not billed upstream, so nothing to price: the tokens are recorded for visibility (and TPM).
-    prompt_tokens = sum(count_text(req.model, text) for text in _moderation_texts(req.input))
+    prompt_tokens = sum(await acount_texts(req.model, list(_moderation_texts(req.input))))
     estimate = Estimate.fixed(req.model, ctx.endpoint, 0, prompt_tokens=prompt_tokens)
     admission = await gateway.meter.admit(ctx.principal, ctx.request_id, estimate)
     return await gateway.call_json(

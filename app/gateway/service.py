@@ -23,7 +23,7 @@ from app.gateway.metering import Admission, Meter
 from app.gateway.schemas import ChatRequest, parse_chat, parse_embeddings
 from app.gateway.streaming import OUTCOME_COMPLETED, OUTCOME_DISCONNECTED, ChunkStream, RelayResult, SSERelay
 from app.gateway.upstream import DEFAULT_UPSTREAM, Reply, Upstream
-from app.kit.tokens import count_chat_prompt, count_embedding_input, count_text, estimate_chat_prompt
+from app.kit.tokens import acount_embedding_input, aestimate_chat_prompt, count_chat_prompt, count_text
 from app.metrics.service import upstream_failed
 from app.models import usage_record as status
 from app.spend.service import Estimate
@@ -147,7 +147,7 @@ class Gateway:
         estimate = Estimate(
             model=req.model,
             endpoint=ctx.endpoint,
-            prompt_tokens=estimate_chat_prompt(req.model, body),
+            prompt_tokens=await aestimate_chat_prompt(req.model, body),
             requested_cap=body.get(cap_field),
             choices=int(body.get("n") or 1),
         )
@@ -162,7 +162,7 @@ class Gateway:
         req = parse_embeddings(body)
         self.authorize(ctx.principal, req.model)
         ctx = replace(ctx, model=req.model)
-        prompt = count_embedding_input(req.model, req.input)
+        prompt = await acount_embedding_input(req.model, req.input)
         estimate = Estimate(req.model, ctx.endpoint, prompt, requested_cap=None, has_output=False)
         admission = await self.meter.admit(ctx.principal, ctx.request_id, estimate)
         return await self.call_json(ctx, admission, "/embeddings", raw, lambda _: TokenUsage(prompt=prompt))

@@ -9,11 +9,13 @@ import contextlib
 import ctypes
 import gc
 import json
-from collections.abc import Iterable
-from functools import lru_cache
+from collections.abc import Iterable, Sequence
+from functools import cache, lru_cache
 from typing import Any
 
 import tiktoken
+
+from app.kit.token_client import TokenServerClient
 
 DEFAULT_ENCODING = "o200k_base"
 # Per OpenAI's cookbook ("How to count tokens with tiktoken") for current chat models.
@@ -22,15 +24,36 @@ TOKENS_PER_NAME = 1
 REPLY_PRIMING = 3
 
 
+_server: TokenServerClient | None = None
+
+
+def use_token_server(path: str | None) -> None:
+    """Count through the token server at ``path`` (see app.kit.token_server), or in process."""
+    global _server
+    if _server is not None:
+        _server.close()
+    _server = TokenServerClient(path) if path else None
+
+
+def prepare(model: str) -> None:
+    """Pays for the tables at start, not on a request: in this process, unless the token server
+    answers."""
+    if _server is None or _server.count(encoding_name(model), ["ready"]) is None:
+        load_encoding(encoding_name(model))
+
+
 @lru_cache(maxsize=256)
-def encoding_for(model: str) -> tiktoken.Encoding:
+def encoding_name(model: str) -> str:
     """Newer or private models unknown to tiktoken get o200k_base, the current family's encoding."""
-    name = model.removeprefix("ft:").split(":", 1)[0]
     try:
-        encoding = tiktoken.encoding_for_model(name)
+        return tiktoken.encoding_name_for_model(model.removeprefix("ft:").split(":", 1)[0])
     except KeyError:
-        encoding = tiktoken.get_encoding(DEFAULT_ENCODING)
-    return _compacted(encoding)
+        return DEFAULT_ENCODING
+
+
+@cache
+def load_encoding(name: str) -> tiktoken.Encoding:
+    return _compacted(tiktoken.get_encoding(name))
 
 
 def _compacted(encoding: tiktoken.Encoding) -> tiktoken.Encoding:
@@ -50,10 +73,29 @@ def _trim_heap() -> None:
         ctypes.CDLL(None).malloc_trim(0)
 
 
+def count_texts(model: str, texts: Sequence[str]) -> list[int]:
+    """Each text's tokens, in one round trip to the token server when there is one."""
+    name = encoding_name(model)
+    if _server is not None:
+        counts = _server.count(name, texts)
+        if counts is not None:
+            return counts
+    encoding = load_encoding(name)
+    return [len(encoding.encode(text, disallowed_special=())) for text in texts]
+
+
+async def acount_texts(model: str, texts: Sequence[str]) -> list[int]:
+    """As ``count_texts``, without blocking the event loop while the token server counts."""
+    if _server is not None:
+        counts = await _server.acount(encoding_name(model), texts)
+        if counts is not None:
+            return counts
+    encoding = load_encoding(encoding_name(model))
+    return [len(encoding.encode(text, disallowed_special=())) for text in texts]
+
+
 def count_text(model: str, text: str) -> int:
-    if not text:
-        return 0
-    return len(encoding_for(model).encode(text, disallowed_special=()))
+    return count_texts(model, [text])[0] if text else 0
 
 
 def _message_strings(message: Any) -> Iterable[str]:
@@ -75,25 +117,43 @@ def _message_strings(message: Any) -> Iterable[str]:
 
 
 def count_chat_prompt(model: str, messages: list[Any]) -> int:
-    encoding = encoding_for(model)
-    total = REPLY_PRIMING
+    texts, overhead = _chat_texts(messages)
+    return overhead + sum(count_texts(model, texts))
+
+
+def _chat_texts(messages: list[Any]) -> tuple[list[str], int]:
+    """The texts of a chat prompt, to count, and the cookbook's tokens around them."""
+    texts: list[str] = []
+    overhead = REPLY_PRIMING
     for message in messages:
-        total += TOKENS_PER_MESSAGE
-        for text in _message_strings(message):
-            total += len(encoding.encode(text, disallowed_special=()))
+        overhead += TOKENS_PER_MESSAGE
+        texts.extend(_message_strings(message))
         if isinstance(message, dict) and "name" in message:
-            total += TOKENS_PER_NAME
-    return total
+            overhead += TOKENS_PER_NAME
+    return texts, overhead
 
 
 def count_embedding_input(model: str, value: Any) -> int:
     """Embedding input may be text, a list of texts, token ids or lists of token ids."""
+    texts: list[str] = []
+    ids = _embedding_texts(value, texts)
+    return ids + sum(count_texts(model, texts))
+
+
+async def acount_embedding_input(model: str, value: Any) -> int:
+    texts: list[str] = []
+    ids = _embedding_texts(value, texts)
+    return ids + sum(await acount_texts(model, texts))
+
+
+def _embedding_texts(value: Any, texts: list[str]) -> int:
+    """Collects the texts of ``value`` into ``texts``; returns how many token ids it holds."""
     if isinstance(value, str):
-        return count_text(model, value)
-    if isinstance(value, list):
+        texts.append(value)
+    elif isinstance(value, list):
         if value and all(isinstance(v, int) for v in value):
             return len(value)
-        return sum(count_embedding_input(model, v) for v in value)
+        return sum(_embedding_texts(v, texts) for v in value)
     return 0
 
 
@@ -107,12 +167,24 @@ def estimate_chat_prompt(model: str, body: dict[str, Any]) -> int:
     Messages are counted exactly the cookbook way; tool and format definitions, which upstream
     renders into the prompt in its own way, are counted from their JSON text, which is longer.
     """
+    texts, fixed = _chat_estimate_parts(body)
+    return fixed + sum(count_texts(model, texts))
+
+
+async def aestimate_chat_prompt(model: str, body: dict[str, Any]) -> int:
+    texts, fixed = _chat_estimate_parts(body)
+    return fixed + sum(await acount_texts(model, texts))
+
+
+def _chat_estimate_parts(body: dict[str, Any]) -> tuple[list[str], int]:
     messages = body.get("messages")
-    total = count_chat_prompt(model, messages if isinstance(messages, list) else [])
-    for extra in ("tools", "functions", "response_format", "tool_choice"):
-        if body.get(extra) is not None:
-            total += count_text(model, json.dumps(body[extra], separators=(",", ":")))
-    return total + IMAGE_TOKENS_UPPER_BOUND * _image_parts(messages)
+    texts, fixed = _chat_texts(messages if isinstance(messages, list) else [])
+    texts.extend(_definitions(body, ("tools", "functions", "response_format", "tool_choice")))
+    return texts, fixed + IMAGE_TOKENS_UPPER_BOUND * _image_parts(messages)
+
+
+def _definitions(body: dict[str, Any], fields: tuple[str, ...]) -> list[str]:
+    return [json.dumps(body[f], separators=(",", ":")) for f in fields if body.get(f) is not None]
 
 
 def _image_parts(messages: Any) -> int:
@@ -133,20 +205,29 @@ def estimate_responses_prompt(model: str, body: dict[str, Any]) -> int:
     """An upper bound on the prompt tokens of a Responses API request's own body (instructions,
     input, tool and format definitions). Context that upstream adds from a previous response or
     a conversation is not in the body; the caller adds it."""
-    encoding = encoding_for(model)
+    texts, fixed = _responses_estimate_parts(body)
+    return fixed + sum(count_texts(model, texts))
+
+
+async def aestimate_responses_prompt(model: str, body: dict[str, Any]) -> int:
+    texts, fixed = _responses_estimate_parts(body)
+    return fixed + sum(await acount_texts(model, texts))
+
+
+def _responses_estimate_parts(body: dict[str, Any]) -> tuple[list[str], int]:
+    texts: list[str] = []
     total = REPLY_PRIMING
     instructions = body.get("instructions")
     if isinstance(instructions, str):
-        total += TOKENS_PER_MESSAGE + len(encoding.encode(instructions, disallowed_special=()))
+        total += TOKENS_PER_MESSAGE
+        texts.append(instructions)
     value = body.get("input")
     items = [{"role": "user", "content": value}] if isinstance(value, str) else value
     for item in items if isinstance(items, list) else ():
-        total += TOKENS_PER_MESSAGE + sum(len(encoding.encode(t, disallowed_special=())) for t in _item_texts(item))
-        total += IMAGE_TOKENS_UPPER_BOUND * _item_images(item)
-    for extra in ("tools", "text", "tool_choice", "reasoning"):
-        if body.get(extra) is not None:
-            total += count_text(model, json.dumps(body[extra], separators=(",", ":")))
-    return total
+        total += TOKENS_PER_MESSAGE + IMAGE_TOKENS_UPPER_BOUND * _item_images(item)
+        texts.extend(_item_texts(item))
+    texts.extend(_definitions(body, ("tools", "text", "tool_choice", "reasoning")))
+    return texts, total
 
 
 def _item_texts(item: Any) -> Iterable[str]:

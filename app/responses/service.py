@@ -27,7 +27,7 @@ from app.gateway.metering import Admission
 from app.gateway.service import CallContext, Gateway, stream_status, with_fields
 from app.gateway.streaming import RESPONSES, RelayResult, SSERelay
 from app.gateway.upstream import Reply, forward_query, path_id
-from app.kit.tokens import count_text, estimate_responses_prompt
+from app.kit.tokens import aestimate_responses_prompt, count_text
 from app.models import ResponseRecord
 from app.responses.repository import ResponseRepository
 from app.responses.schemas import ResponseCreate, output_text, parse_create, tokens_from_response_usage
@@ -63,7 +63,7 @@ class Responses:
         # Checked before anything is reserved: another tenant's id costs nothing and reveals nothing.
         context = await self._owned_context(ctx.principal.user_id, req)
         ctx = replace(ctx, model=req.model)
-        prompt = estimate_responses_prompt(req.model, body) + context
+        prompt = await aestimate_responses_prompt(req.model, body) + context
         window = self.gateway.prices.context_window(req.model)
         prompt = min(prompt, window) if window else prompt
         estimate = Estimate(req.model, ctx.endpoint, prompt, requested_cap=req.max_output_tokens)

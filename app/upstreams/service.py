@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-from cryptography.fernet import Fernet, InvalidToken
 from pydantic import SecretStr, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -18,6 +17,7 @@ from app.audit.schemas import Actor
 from app.config import UpstreamTarget
 from app.errors import InvalidRequest, NotFound
 from app.gateway.upstream import Upstream
+from app.kit.crypto import Sealer, SealError
 from app.kit.db_types import utcnow
 from app.models import UpstreamTargetRow
 from app.upstreams.repository import UpstreamRepository
@@ -40,7 +40,7 @@ class UpstreamDirectory:
         upstream: Upstream,
         configured: Sequence[UpstreamTarget],
         sessionmaker: async_sessionmaker[AsyncSession],
-        sealer: Fernet,
+        sealer: Sealer,
     ) -> None:
         self.upstream = upstream
         self.configured = {t.name: t for t in configured}
@@ -67,7 +67,7 @@ class UpstreamDirectory:
             row = UpstreamTargetRow(name=name, api_key_sealed="")
             session.add(row)
         if data.api_key is not None:
-            row.api_key_sealed = self.sealer.encrypt(data.api_key.get_secret_value().encode()).decode()
+            row.api_key_sealed = self.sealer.seal(data.api_key.get_secret_value())
         row.base_url, row.weight, row.models = data.base_url, data.weight, data.models
         row.enabled, row.updated_at = data.enabled, utcnow()
         try:
@@ -111,8 +111,8 @@ class UpstreamDirectory:
 
     def _unseal(self, row: UpstreamTargetRow) -> SecretStr | None:
         try:
-            return SecretStr(self.sealer.decrypt(row.api_key_sealed.encode()).decode())
-        except InvalidToken:
+            return SecretStr(self.sealer.unseal(row.api_key_sealed))
+        except SealError:
             # Sealed under another TOLLGATE_SECRET_KEY: unusable, and said so rather than sent.
             log.error("upstream %s: its stored key cannot be decrypted with this secret key", row.name)
             return None

@@ -167,3 +167,48 @@ def test_threads_page_filter_and_cascade_on_sqlite(
     with pytest.raises(openai.NotFoundError):
         client.beta.threads.messages.list(thread.id)
     client.close()
+
+
+def _token_servers(parent: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(parent), "-f", "app.kit.token_server"], capture_output=True)
+    return [int(p) for p in found.stdout.split()]
+
+
+def test_serve_runs_one_token_server_restarts_it_and_stops_it(
+    tmp_path: Path, env: dict[str, str], served: TollgateProcess
+) -> None:
+    """The worker counts through the shared token server; killed, it is started again and no
+    request fails meanwhile (the worker counts in process); stopping Tollgate stops it."""
+    _cli(tmp_path, env, "users", "create", "bob", "--json")
+    created = _cli(tmp_path, env, "keys", "create", "--user", "bob", "--json")
+    client = openai.OpenAI(base_url=served.url + "/v1", api_key=created["key"], max_retries=0)
+    (first,) = _token_servers(served.proc.pid)
+    subprocess.run(["kill", "-9", str(first)], check=True)
+    for _ in range(3):
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and _token_servers(served.proc.pid) in ([], [first]):
+        time.sleep(0.1)
+    (second,) = _token_servers(served.proc.pid)
+    assert second != first
+    client.embeddings.create(model="text-embedding-3-small", input="hi")
+    socket_path = Path(Path(f"/proc/{second}/cmdline").read_bytes().split(b"\0")[3].decode())
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not socket_path.exists():  # bound once its tables are loaded
+        time.sleep(0.1)
+    assert socket_path.exists()
+    served.stop()
+    # uvicorn ends by raising SIGTERM again, so the server notices its parent is gone (within 1 s).
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _running(second):
+        time.sleep(0.1)
+    assert not _running(second)
+    assert not socket_path.parent.exists(), "the server's private directory was left behind"
+
+
+def _running(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False

@@ -9,7 +9,7 @@ from pathlib import Path
 import tiktoken
 from tiktoken_ext import openai_public  # type: ignore[import-untyped]
 
-from app.kit.tokens import count_chat_prompt, count_text, encoding_for
+from app.kit.tokens import count_chat_prompt, count_text, encoding_name, load_encoding
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXTS = ["hello world", "Grüße, 世界! 🙂 " * 50, "def f(x):\n    return x ** 2\n" * 20, "<|endoftext|> is text here"]
@@ -17,7 +17,7 @@ TEXTS = ["hello world", "Grüße, 世界! 🙂 " * 50, "def f(x):\n    return x 
 
 def test_the_pickling_copy_of_the_merge_table_is_dropped() -> None:
     for model in ("gpt-4o-mini", "text-embedding-3-small"):
-        assert encoding_for(model)._mergeable_ranks == {}
+        assert load_encoding(encoding_name(model))._mergeable_ranks == {}
 
 
 def test_compacted_encodings_count_exactly_as_full_ones() -> None:
@@ -25,9 +25,9 @@ def test_compacted_encodings_count_exactly_as_full_ones() -> None:
         full = tiktoken.Encoding(**getattr(openai_public, name)())
         for text in TEXTS:
             tokens = full.encode(text, disallowed_special=())
-            assert encoding_for(model).encode(text, disallowed_special=()) == tokens
+            assert load_encoding(name).encode(text, disallowed_special=()) == tokens
             assert count_text(model, text) == len(tokens)
-            assert encoding_for(model).decode(tokens) == text
+            assert load_encoding(name).decode(tokens) == text
     full = tiktoken.Encoding(**openai_public.o200k_base())
     messages = [{"role": "user", "content": TEXTS[1]}]
     # The cookbook's count: reply priming, the message's own overhead, then its role and content.
