@@ -95,12 +95,14 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=600, help="counted requests per scenario")
     parser.add_argument("--database-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/tollgate_bench")
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS))
+    parser.add_argument("--tokenizer", choices=["shared", "in-worker"], default="shared")
     args = parser.parse_args()
     ensure_valgrind()
     workdir = Path(tempfile.mkdtemp(prefix="tollgate-instructions-"))
     nginx, upstream_port = start_nginx(workdir)
     port = free_port()
     env = tollgate_env(args.database_url, upstream_port, port)
+    env["TOLLGATE_SHARED_TOKENIZER"] = str(args.tokenizer == "shared").lower()
     token = prepare_database(args.database_url, env)
     dump = workdir / "callgrind.out"
     command = [sys.executable, "-m", "app.cli.main", "serve", "--skip-migrations", "--workers", "1"]
@@ -109,7 +111,10 @@ def main() -> int:
     gateway = subprocess.Popen([*valgrind, *command], env=env, cwd=Path(__file__).parents[1], stdout=log, stderr=log)
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", timeout_s=300)
-        print(f"# {time.strftime('%Y-%m-%d')}: instructions per request, {args.requests} requests per scenario")
+        print(
+            f"# {time.strftime('%Y-%m-%d')}: instructions per request, {args.requests} requests per scenario, "
+            f"tokenizer {args.tokenizer}"
+        )
         for name in args.scenarios:
             path, body, accept = SCENARIOS[name]
             raw = json.dumps(body).encode()

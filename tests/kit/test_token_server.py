@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,32 @@ async def test_a_server_that_stops_answering_costs_a_timeout_then_counts_in_proc
         assert await client.acount("o200k_base", ["hello"]) is None
         assert client.count("o200k_base", ["hello"]) is None  # within the pause: not asked again
         client.close()
+
+
+def test_threads_each_get_their_own_connection_and_their_own_answers(server: str) -> None:
+    full = tiktoken.get_encoding("o200k_base")
+    texts = [f"thread {i} " + "lorem ipsum " * (50 * i) for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda t: [tokens.count_texts("gpt-4o-mini", [t] * 3) for _ in range(30)], texts))
+    for text, answer in zip(texts, answers, strict=True):
+        assert answer == [[len(full.encode(text))] * 3] * 30
+    assert tokens.load_encoding.cache_info().currsize == 0
+
+
+async def test_a_large_prompt_is_counted_while_the_event_loop_serves_others(server: str) -> None:
+    big = "The quick brown fox jumps over the lazy dog. " * 100_000  # 4.5 MB
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.001)
+
+    running = asyncio.ensure_future(ticker())
+    try:
+        counted = await tokens.acount_texts("gpt-4o-mini", [big])
+    finally:
+        running.cancel()
+    assert counted == [len(tiktoken.get_encoding("o200k_base").encode(big))]
+    assert ticks > 1, "the loop was blocked while the server counted"
