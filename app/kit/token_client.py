@@ -1,9 +1,10 @@
 """A worker's side of the token server (app.kit.token_server).
 
-The call blocks the event loop for one round trip over a Unix socket, as counting in process
-blocks it for the encoding itself: a prompt is counted before its reservation either way, and a
-round trip (tens of microseconds) costs less than one asyncio hop would. Each thread has its own
-connection, so a count in a worker thread never interleaves with the loop's.
+Two ways to ask. ``acount``, for the metered routes, is awaited and pipelined on one connection
+per event loop: the worker serves its other requests while the server counts. ``count``, for
+everything else (batches, runs, a stream that ended without usage), is a blocking round trip on
+the calling thread's own connection, as counting in process blocks for the encoding itself; a
+count in a worker thread never interleaves with another thread's.
 
 When the server cannot answer, the caller counts in process instead (same numbers, more
 memory), and the server is asked again after a pause: money is never metered on a guess.
