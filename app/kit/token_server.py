@@ -67,26 +67,55 @@ class _Encodings:
         return encoding
 
 
-class _Handler(socketserver.StreamRequestHandler):
+class Garbled(Exception):
+    """Not a client of ours: the connection is dropped rather than guessed at."""
+
+
+def take_frame(buffer: bytearray) -> tuple[str, list[str]] | None:
+    """The first whole request in ``buffer``, removed from it; None until one has arrived."""
+    if len(buffer) < HEADER.size:
+        return None
+    name_len, n = HEADER.unpack_from(buffer)
+    if name_len > MAX_NAME_BYTES or 4 * n > MAX_FRAME_BYTES:
+        raise Garbled
+    start = HEADER.size + name_len + 4 * n
+    if len(buffer) < start:
+        return None
+    lengths = struct.unpack_from(f"<{n}I", buffer, HEADER.size + name_len)
+    end = start + sum(lengths)
+    if end - start > MAX_FRAME_BYTES:
+        raise Garbled
+    if len(buffer) < end:
+        return None
+    name = bytes(buffer[HEADER.size : HEADER.size + name_len]).decode()
+    texts = []
+    for length in lengths:
+        texts.append(bytes(buffer[start : start + length]).decode("utf-8", "surrogatepass"))
+        start += length
+    del buffer[:end]
+    return name, texts
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    """Answers every whole request that has arrived in one write: a worker that sent several
+    before this thread woke gets all their answers in one read."""
+
     server: _Server
 
     def handle(self) -> None:
-        while head := self.rfile.read(HEADER.size):
-            if len(head) < HEADER.size:
-                return
-            name_len, n = HEADER.unpack(head)
-            if name_len > MAX_NAME_BYTES or n * 4 > MAX_FRAME_BYTES:
-                return  # not a client of ours: drop the connection rather than guess
-            name = self.rfile.read(name_len).decode()
-            lengths = struct.unpack(f"<{n}I", self.rfile.read(4 * n))
-            if sum(lengths) > MAX_FRAME_BYTES:
-                return
-            encoding = self.server.encodings.get(name)
-            counts = []
-            for length in lengths:
-                text = self.rfile.read(length).decode("utf-8", "surrogatepass")
-                counts.append(len(encoding.encode(text, disallowed_special=())))
-            self.wfile.write(struct.pack(f"<{n}I", *counts))
+        buffer = bytearray()
+        try:
+            while chunk := self.request.recv(1 << 16):
+                buffer += chunk
+                answers = []
+                while (frame := take_frame(buffer)) is not None:
+                    encoding = self.server.encodings.get(frame[0])
+                    counts = [len(encoding.encode(text, disallowed_special=())) for text in frame[1]]
+                    answers.append(struct.pack(f"<{len(counts)}I", *counts))
+                if answers:
+                    self.request.sendall(b"".join(answers))
+        except (Garbled, UnicodeDecodeError, ValueError):
+            return  # an unknown encoding name or a garbled frame: not a client of ours
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):

@@ -20,7 +20,7 @@ import tiktoken
 from app.cli import tokenizer
 from app.cli.tokenizer import token_server
 from app.kit import token_client, tokens
-from app.kit.token_server import HEADER
+from app.kit.token_server import HEADER, Garbled, pack_request, take_frame
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXTS = ["hello world", "Grüße, 世界! 🙂 " * 50, "a lone \ud800 surrogate", "<|endoftext|> is text here", ""]
@@ -193,3 +193,35 @@ async def test_a_large_prompt_is_counted_while_the_event_loop_serves_others(serv
         running.cancel()
     assert counted == [len(tiktoken.get_encoding("o200k_base").encode(big))]
     assert ticks > 1, "the loop was blocked while the server counted"
+
+
+async def test_the_frames_of_one_loop_turn_go_out_in_one_write(server: str) -> None:
+    assert await tokens.acount_texts("gpt-4o-mini", ["connected"]) == [1]
+    assert tokens._server is not None
+    pipeline = tokens._server._pipelines[asyncio.get_running_loop()]
+    assert pipeline.transport is not None
+    writes: list[bytes] = []
+    write = pipeline.transport.write
+
+    def spy(data: bytes | bytearray | memoryview) -> None:
+        writes.append(bytes(data))
+        write(data)
+
+    pipeline.transport.write = spy  # type: ignore[method-assign]
+    texts = ["word " * i for i in range(1, 11)]
+    answers = await asyncio.gather(*(tokens.acount_texts("gpt-4o-mini", [t]) for t in texts))
+    full = tiktoken.get_encoding("o200k_base")
+    assert answers == [[len(full.encode(t))] for t in texts]
+    assert len(writes) == 1
+
+
+def test_a_buffer_yields_each_whole_frame_and_waits_for_the_rest() -> None:
+    frames = pack_request("o200k_base", ["a", "bc"]) + pack_request("cl100k_base", ["\ud800", ""])
+    buffer = bytearray(frames[:-1])
+    assert take_frame(buffer) == ("o200k_base", ["a", "bc"])
+    assert take_frame(buffer) is None  # the second is one byte short
+    buffer += frames[-1:]
+    assert take_frame(buffer) == ("cl100k_base", ["\ud800", ""])
+    assert buffer == bytearray()
+    with pytest.raises(Garbled):
+        take_frame(bytearray(HEADER.pack(60_000, 1)))
