@@ -26,7 +26,7 @@ from app.gateway.metering import Meter
 from app.gateway.service import Gateway
 from app.gateway.upstream import Upstream, default_target
 from app.kit import tokens
-from app.kit.crypto import sealer
+from app.kit.crypto import Sealer
 from app.kit.fast_lane import FastLane
 from app.kit.form_relay import FORM_OVERHEAD_BYTES
 from app.kit.logging import configure_logging, flush_logs
@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         secret = resolve_key_secret(settings)
         upstream = Upstream(settings.upstream, settings.gateway.upstreams)
         configured = [default_target(settings.upstream), *settings.gateway.upstreams]
-        directory = UpstreamDirectory(upstream, configured, sessionmaker, sealer(secret, "upstream-keys"))
+        directory = UpstreamDirectory(upstream, configured, sessionmaker, Sealer(secret, "upstream-keys"))
         await directory.refresh()
         if settings.keys.admin_key is not None:
             async with sessionmaker.begin() as session:

@@ -79,7 +79,3 @@ class Sealer:
 
             self._fernet = Fernet(self._key)
         return self._fernet
-
-
-def sealer(secret: bytes, purpose: str) -> Sealer:
-    return Sealer(secret, purpose)

@@ -52,8 +52,7 @@ class TokenServerClient:
             counts = unpack_counts(_read_exactly(sock, 4 * len(texts)), len(texts))
         except OSError as exc:
             self._drop()
-            self._retry_at = time.monotonic() + RETRY_AFTER_S
-            log.warning("token server unavailable, counting in process", extra={"error": str(exc)})
+            self._failed(exc)
             return None
         self._retry_at = 0.0
         return counts
@@ -64,29 +63,32 @@ class TokenServerClient:
             return []
         if self._retry_at and time.monotonic() < self._retry_at:
             return None
+        loop = asyncio.get_running_loop()
         try:
-            pipeline = await self._pipeline()
+            pipeline = self._pipelines.get(loop)
+            if pipeline is None or pipeline.lost:
+                pipeline = await self._reconnect(loop)
             counts = await pipeline.count(pack_request(encoding, texts), len(texts))
         except OSError as exc:
-            self._retry_at = time.monotonic() + RETRY_AFTER_S
-            log.warning("token server unavailable, counting in process", extra={"error": str(exc)})
+            self._failed(exc)
             return None
         self._retry_at = 0.0
         return counts
 
-    async def _pipeline(self) -> _Pipeline:
-        loop = asyncio.get_running_loop()
-        pipeline = self._pipelines.get(loop)
-        if pipeline is None or pipeline.lost:
-            connecting = self._connecting.get(loop)
-            if connecting is None:
-                connecting = self._connecting[loop] = loop.create_task(self._connect(loop))
-            try:
-                pipeline = await asyncio.shield(connecting)
-            finally:
-                if connecting.done():
-                    self._connecting.pop(loop, None)
-        return pipeline
+    def _failed(self, exc: OSError) -> None:
+        self._retry_at = time.monotonic() + RETRY_AFTER_S
+        log.warning("token server unavailable, counting in process", extra={"error": str(exc)})
+
+    async def _reconnect(self, loop: asyncio.AbstractEventLoop) -> _Pipeline:
+        """One connection attempt per loop, however many requests are waiting for it."""
+        connecting = self._connecting.get(loop)
+        if connecting is None:
+            connecting = self._connecting[loop] = loop.create_task(self._connect(loop))
+        try:
+            return await asyncio.shield(connecting)
+        finally:
+            if connecting.done():
+                self._connecting.pop(loop, None)
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Pipeline:
         _, pipeline = await loop.create_unix_connection(lambda: _Pipeline(self.timeout_s), self.path)

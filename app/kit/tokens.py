@@ -76,21 +76,19 @@ def _trim_heap() -> None:
 def count_texts(model: str, texts: Sequence[str]) -> list[int]:
     """Each text's tokens, in one round trip to the token server when there is one."""
     name = encoding_name(model)
-    if _server is not None:
-        counts = _server.count(name, texts)
-        if counts is not None:
-            return counts
-    encoding = load_encoding(name)
-    return [len(encoding.encode(text, disallowed_special=())) for text in texts]
+    counts = _server.count(name, texts) if _server is not None else None
+    return counts if counts is not None else _count_here(name, texts)
 
 
 async def acount_texts(model: str, texts: Sequence[str]) -> list[int]:
     """As ``count_texts``, without blocking the event loop while the token server counts."""
-    if _server is not None:
-        counts = await _server.acount(encoding_name(model), texts)
-        if counts is not None:
-            return counts
-    encoding = load_encoding(encoding_name(model))
+    name = encoding_name(model)
+    counts = await _server.acount(name, texts) if _server is not None else None
+    return counts if counts is not None else _count_here(name, texts)
+
+
+def _count_here(name: str, texts: Sequence[str]) -> list[int]:
+    encoding = load_encoding(name)
     return [len(encoding.encode(text, disallowed_special=())) for text in texts]
 
 

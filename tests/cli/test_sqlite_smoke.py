@@ -212,3 +212,15 @@ def _running(pid: int) -> bool:
         return stat.read_text().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_serve_with_the_shared_tokenizer_off_starts_no_token_server(tmp_path: Path, env: dict[str, str]) -> None:
+    served = TollgateProcess(tmp_path, env | {"TOLLGATE_SHARED_TOKENIZER": "false"})
+    try:
+        assert _token_servers(served.proc.pid) == []
+        _cli(tmp_path, env, "users", "create", "bob", "--json")
+        created = _cli(tmp_path, env, "keys", "create", "--user", "bob", "--json")
+        client = openai.OpenAI(base_url=served.url + "/v1", api_key=created["key"], max_retries=0)
+        assert client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    finally:
+        served.stop()

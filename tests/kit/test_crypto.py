@@ -9,20 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from app.kit.crypto import SealError, sealer
+from app.kit.crypto import Sealer, SealError
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_sealed_value_opens_only_with_the_same_secret_and_purpose() -> None:
-    sealed = sealer(b"s" * 32, "upstream-keys").seal("sk-upstream")
+    sealed = Sealer(b"s" * 32, "upstream-keys").seal("sk-upstream")
     assert "sk-upstream" not in sealed
-    assert sealer(b"s" * 32, "upstream-keys").unseal(sealed) == "sk-upstream"
-    for other in (sealer(b"t" * 32, "upstream-keys"), sealer(b"s" * 32, "other-purpose")):
+    assert Sealer(b"s" * 32, "upstream-keys").unseal(sealed) == "sk-upstream"
+    for other in (Sealer(b"t" * 32, "upstream-keys"), Sealer(b"s" * 32, "other-purpose")):
         with pytest.raises(SealError):
             other.unseal(sealed)
     with pytest.raises(SealError):
-        sealer(b"s" * 32, "upstream-keys").unseal(sealed[:-4] + "AAAA")
+        Sealer(b"s" * 32, "upstream-keys").unseal(sealed[:-4] + "AAAA")
 
 
 def test_a_worker_that_seals_nothing_never_imports_cryptography() -> None:
