@@ -146,7 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.gather(*tasks, return_exceptions=True)
             await spend.flushed()
             if functions is not None:
-                await functions.pool.close()
+                await functions.close()
             await limiter.aclose()
             await flush_logs()
             await upstream.aclose()

@@ -123,11 +123,13 @@ def tollgate_env(database_url: str, upstream_port: int, port: int) -> dict[str, 
         "OPENAI_BASE_URL": f"http://127.0.0.1:{upstream_port}/v1",
         "OPENAI_API_KEY": "sk-bench",
         "TOLLGATE_PORT": str(port),
+        **{k[6:]: v for k, v in os.environ.items() if k.startswith("BENCH_")},
     }
 
 
-def prepare_database(database_url: str, env: dict[str, str]) -> str:
-    """A fresh database, migrated, with one user, a key and a large budget."""
+def prepare_database(database_url: str, env: dict[str, str], other_budgets: int = 0) -> str:
+    """A fresh database, migrated, with one user, a key and a large budget, beside
+    ``other_budgets`` budgets of other keys, users and teams (a deployment's worth of them)."""
     admin_url = re.sub(r"/[^/]+$", "/postgres", database_url.replace("+asyncpg", ""))
     name = database_url.rsplit("/", 1)[1]
     for sql in (f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"CREATE DATABASE {name}"):
@@ -149,6 +151,15 @@ def prepare_database(database_url: str, env: dict[str, str]) -> str:
         cwd=HERE.parent,
         capture_output=True,
     )
+    if other_budgets:
+        fill = (
+            "INSERT INTO budgets (id, scope, scope_id, period, timezone, limit_micros, spent_micros, "
+            "reserved_micros, period_start, updated_at, created_at) "
+            "SELECT 'budget_other' || g, (ARRAY['key', 'user', 'team'])[g % 3 + 1], 'other_' || g, 'monthly', "
+            "'UTC', 1000000, 0, 0, now(), now(), now() FROM generate_series(1, :n) AS g; ANALYZE budgets;"
+        )
+        dsn = database_url.replace("+asyncpg", "")
+        subprocess.run(["psql", dsn, "-q", "-v", f"n={other_budgets:d}"], input=fill, text=True, check=True)
     return str(json.loads(created.stdout)["key"])
 
 
@@ -197,15 +208,29 @@ def token_server_mb(pid: int) -> float:
     return sum(rss_mb(int(child)) for child in children.stdout.split())
 
 
-def token_server_cpu_s(pid: int) -> float:
-    """CPU time of ``pid``'s token server, all its threads (schedstat, in ns)."""
-    children = subprocess.run(["pgrep", "-P", str(pid), "-f", "app.kit.token_server"], capture_output=True, text=True)
+def cpu_s(pid: int) -> float:
+    """CPU time of ``pid``, all its threads (schedstat, in ns)."""
     total_ns = 0
-    for child in children.stdout.split():
-        for task in Path(f"/proc/{child}/task").iterdir():
-            with suppress(OSError):  # a connection's thread that just ended
-                total_ns += int((task / "schedstat").read_text().split()[0])
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with suppress(OSError):  # a thread that just ended
+            total_ns += int((task / "schedstat").read_text().split()[0])
     return total_ns / 1e9
+
+
+def postgres_cpu_s() -> float:
+    """CPU time of every PostgreSQL process (all databases: the bench is its main user)."""
+    pids = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True).stdout.split()
+    total = 0.0
+    for pid in pids:
+        with suppress(OSError):  # a backend that just ended
+            total += cpu_s(int(pid))
+    return total
+
+
+def token_server_cpu_s(pid: int) -> float:
+    """CPU time of ``pid``'s token server."""
+    children = subprocess.run(["pgrep", "-P", str(pid), "-f", "app.kit.token_server"], capture_output=True, text=True)
+    return sum(cpu_s(int(child)) for child in children.stdout.split())
 
 
 def ttfb_ms(port: int, path: str, body: bytes, token: str, n: int = 300) -> float:
@@ -267,28 +292,30 @@ def measure(args: argparse.Namespace, r: Rig) -> None:
     print(
         f"{'scenario':<12} {'conc':>4} | {'direct rps':>10} {'p50':>7} {'p90':>7} {'p99':>7} | "
         f"{'tollgate rps':>12} {'p50':>7} {'p90':>7} {'p99':>7} | {'added p50':>9} {'added p99':>9} {'rps ratio':>9} "
-        f"{'tok µs':>6}"
+        f"{'cpu µs':>6} {'tok µs':>6} {'pg µs':>6}"
     )
     for name in args.scenarios:
         path, _, accept = SCENARIOS[name]
         body = body_file(workdir, name)
         for c in args.concurrency:
             direct = wrk(f"http://127.0.0.1:{upstream_port}{path}", body, "sk-bench", accept, c, args.duration)
-            counting = token_server_cpu_s(gateway_pid)
+            working, counting, storing = cpu_s(gateway_pid), token_server_cpu_s(gateway_pid), postgres_cpu_s()
             through = wrk(f"http://127.0.0.1:{port}{path}", body, token, accept, c, args.duration)
-            counting = token_server_cpu_s(gateway_pid) - counting
+            working, counting = cpu_s(gateway_pid) - working, token_server_cpu_s(gateway_pid) - counting
+            storing = postgres_cpu_s() - storing
+            served = through.rps * args.duration
             if through.non2xx:
                 print(f"!! {through.non2xx} non-2xx answers from Tollgate; see {workdir / 'tollgate.log'}")
             print(
                 f"{name:<12} {c:>4} | {direct.rps:>10.0f} {direct.p50:>7.2f} {direct.p90:>7.2f} {direct.p99:>7.2f} | "
                 f"{through.rps:>12.0f} {through.p50:>7.2f} {through.p90:>7.2f} {through.p99:>7.2f} | "
                 f"{through.p50 - direct.p50:>9.2f} {through.p99 - direct.p99:>9.2f} {through.rps / direct.rps:>9.3f} "
-                f"{counting / (through.rps * args.duration) * 1e6:>6.1f}",
+                f"{working / served * 1e6:>6.0f} {counting / served * 1e6:>6.1f} {storing / served * 1e6:>6.0f}",
                 flush=True,
             )
     print(
         "latencies in ms; 'added' = Tollgate minus direct at the same percentile; "
-        "'tok µs' = the token server's CPU per request"
+        "'cpu µs' = the worker's CPU per request, 'tok µs' = the token server's, 'pg µs' = PostgreSQL's"
     )
 
 
@@ -302,7 +329,7 @@ class Rig:
 
 
 @contextmanager
-def rig(database_url: str, prefix: str, shared_tokenizer: bool = True) -> Iterator[Rig]:
+def rig(database_url: str, prefix: str, shared_tokenizer: bool = True, other_budgets: int = 0) -> Iterator[Rig]:
     """nginx as the upstream, a fresh database with a key and a budget, and one Tollgate worker
     pinned to CPU 0, answering; all stopped on the way out."""
     workdir = Path(tempfile.mkdtemp(prefix=prefix))
@@ -311,7 +338,7 @@ def rig(database_url: str, prefix: str, shared_tokenizer: bool = True) -> Iterat
         port = free_port()
         env = tollgate_env(database_url, upstream_port, port)
         env["TOLLGATE_SHARED_TOKENIZER"] = str(shared_tokenizer).lower()
-        token = prepare_database(database_url, env)
+        token = prepare_database(database_url, env, other_budgets)
         command = [sys.executable, "-m", "app.cli.main", "serve", "--skip-migrations", "--workers", "1"]
         gateway = subprocess.Popen(
             ["taskset", "-c", "0", *command],
@@ -343,14 +370,17 @@ def main() -> int:
         default="shared",
         help="the token server all workers share (the default), or tiktoken's tables in the worker",
     )
+    parser.add_argument(
+        "--other-budgets", type=int, default=0, help="budgets of other keys, users and teams in the database"
+    )
     args = parser.parse_args()
     ensure_tools()
     # This process is a client too (time to first byte): keep it off Tollgate's core.
     os.sched_setaffinity(0, {1})
-    with rig(args.database_url, "tollgate-bench-", args.tokenizer == "shared") as r:
+    with rig(args.database_url, "tollgate-bench-", args.tokenizer == "shared", args.other_budgets) as r:
         print(
             f"# {time.strftime('%Y-%m-%d')}: Tollgate pinned to CPU 0 (1 worker, tokenizer {args.tokenizer}); "
-            f"wrk, nginx and PostgreSQL on CPU 1; {args.duration}s per cell",
+            f"wrk, nginx and PostgreSQL on CPU 1; {args.duration}s per cell; {args.other_budgets} other budgets",
             flush=True,
         )
         with postgres_on_cpu(1):

@@ -7,7 +7,8 @@ Wall-clock figures on a shared virtual machine move by 20 to 50% from one run to
 instruction count moves by 1 or 2%. So a change to the hot path is judged here first, and in
 bench/gateway.py for what it does to latency. Same setup as bench/gateway.py (nginx upstream,
 PostgreSQL, a real key and budget); Tollgate runs under callgrind, which counts only while a
-scenario's requests are sent (4 keep-alive clients), after a warm-up that is not counted.
+scenario's requests are sent (4 keep-alive clients unless told), after a warm-up that is not
+counted.
 The count is the worker's: the token server it counts prompts through runs natively beside it
 (callgrind does not follow children); bench/gateway.py reports that server's CPU per request.
 """
@@ -26,8 +27,6 @@ import time
 from pathlib import Path
 
 from gateway import SCENARIOS, free_port, prepare_database, start_nginx, tollgate_env, wait_http
-
-CLIENTS = 4
 
 
 def ensure_valgrind() -> None:
@@ -67,11 +66,11 @@ async def one_client(port: int, request: bytes, count: int) -> None:
     writer.close()
 
 
-def send(port: int, request: bytes, count: int) -> None:
-    async def clients() -> None:
-        await asyncio.gather(*(one_client(port, request, count // CLIENTS) for _ in range(CLIENTS)))
+def send(port: int, request: bytes, count: int, clients: int) -> None:
+    async def run() -> None:
+        await asyncio.gather(*(one_client(port, request, count // clients) for _ in range(clients)))
 
-    asyncio.run(clients())
+    asyncio.run(run())
 
 
 def counted(pid: int, dump: Path, action: str) -> int:
@@ -96,6 +95,7 @@ def main() -> int:
     parser.add_argument("--database-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/tollgate_bench")
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS))
     parser.add_argument("--tokenizer", choices=["shared", "in-worker"], default="shared")
+    parser.add_argument("--clients", type=int, default=4, help="keep-alive clients sending at once")
     args = parser.parse_args()
     ensure_valgrind()
     workdir = Path(tempfile.mkdtemp(prefix="tollgate-instructions-"))
@@ -113,15 +113,15 @@ def main() -> int:
         wait_http(f"http://127.0.0.1:{port}/healthz", timeout_s=300)
         print(
             f"# {time.strftime('%Y-%m-%d')}: instructions per request, {args.requests} requests per scenario, "
-            f"tokenizer {args.tokenizer}"
+            f"{args.clients} clients, tokenizer {args.tokenizer}"
         )
         for name in args.scenarios:
             path, body, accept = SCENARIOS[name]
             raw = json.dumps(body).encode()
             request = request_head(path, token, accept, len(raw)) + raw
-            send(port, request, 200)  # warm-up, not counted
+            send(port, request, 200, args.clients)  # warm-up, not counted
             counted(gateway.pid, dump, "on")
-            send(port, request, args.requests)
+            send(port, request, args.requests, args.clients)
             total = counted(gateway.pid, dump, "off")
             print(f"{name:<12} {total / args.requests / 1e6:6.3f} M instructions per request", flush=True)
     finally:

@@ -2,7 +2,9 @@
 
 reserve():  worst-case cost on every applicable budget, one transaction, fixed lock order,
             plus a lease row; refused (429) if any budget cannot take it.
-settle():   one transaction: take the lease, charge actual cost, write the ledger row.
+settle():   one transaction: take the lease, write the ledger row, charge actual cost. Every
+            money transaction locks leases, then ledger and rollup, then budgets in id order:
+            no cycles, and a budget row is held only from its charge to the commit.
 reap_once(): expired leases (crashed or unreachable settlers) are charged at the reserved
             amount and marked estimated, so a crash never under-bills nor locks a budget.
 """
@@ -263,12 +265,13 @@ class SpendService:
         lease is taken by whoever deletes it, and the ledger row is written once, so a settlement
         that races another (or the reaper) charges nothing twice."""
         lease = await LeaseRepository(session).take(settlement.request_id)
+        values = record_values(payer.key_id, payer.user_id, payer.team_id, settlement)
+        # Leases, then ledger and rollup, then budgets: the lock order of the settle batch.
+        await UsageRepository(session).write([values])
         if lease is not None:
             charges: dict[str, tuple[int, int]] = {}
             _add_charge(charges, lease.budget_ids, lease.amount_micros, settlement.cost_micros)
             await _charge(session, charges)
-        values = record_values(payer.key_id, payer.user_id, payer.team_id, settlement)
-        await UsageRepository(session).write([values])
 
     async def charge_in(self, session: AsyncSession, payer: Payer, settlement: Settlement) -> bool:
         """A cost incurred without a reservation (storage, billed after the fact): charged to
@@ -308,9 +311,9 @@ class SpendService:
                 lease = await LeaseRepository(session).take(item.request_id)
                 if lease is not None:
                     _add_charge(charges, lease.budget_ids, lease.amount_micros, item.actual_micros)
-            # Leases, then budgets, then ledger and rollup: the lock order of the settle batch.
-            await _charge(session, charges)
+            # Leases, then ledger and rollup, then budgets: the lock order of the settle batch.
             await UsageRepository(session).write([item.usage for item in items])
+            await _charge(session, charges)
             await session.commit()
 
     async def settle_now(self, key_id: str, user_id: str, team_id: str | None, settlement: Settlement) -> None:
@@ -335,9 +338,9 @@ class SpendService:
                 rows.append(reaped_values(lease))
                 await LeaseRepository(session).delete(lease)
             await session.flush()
-            # Leases, then budgets, then ledger and rollup: the lock order of the settle batch.
-            await _charge(session, charges)
+            # Leases, then ledger and rollup, then budgets: the lock order of the settle batch.
             await UsageRepository(session).write(rows)
+            await _charge(session, charges)
             await session.commit()
         if leases:
             metrics.LEASES_REAPED.inc(len(leases))

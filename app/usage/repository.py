@@ -29,8 +29,8 @@ class UsageRepository(RepositoryBase[UsageRecord]):
         """Writes the ledger rows whose request id is new, and adds exactly those to the rollup,
         in the caller's transaction; returns how many it wrote. A retried settlement, one that
         lost the race to the reaper, or a second replica's charge registers nothing and writes
-        nothing (``UsageRequestId``). Called after charging budgets: the lock order of every
-        money transaction."""
+        nothing (``UsageRequestId``). Called after taking leases and before charging budgets: the
+        lock order of every money transaction."""
         unique = list({str(r["request_id"]): r for r in rows}.values())
         if not unique:
             return 0

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from app.api_keys.schemas import Principal
@@ -15,10 +17,11 @@ from app.config import DatabaseSettings, SpendSettings
 from app.db import create_money_pool
 from app.kit.crypto import new_id
 from app.kit.db_types import utcnow
-from app.models import BudgetLease
-from app.spend.repository import MoneyFunctions, ReserveArgs
+from app.models import BudgetLease, UsageRequestId
+from app.spend.repository import MoneyFunctions, PendingSettlement, ReserveArgs
 from app.spend.service import Estimate, SpendService
-from app.usage.pricing import PriceBook
+from app.usage.pricing import PriceBook, TokenUsage
+from app.usage.service import Settlement, record_values
 from tests.fixtures.servers import PRICED, PRICED_MODEL, usage_rows
 from tests.spend.helpers import load_budget, new_principal, principal_with_budget
 
@@ -38,7 +41,7 @@ async def spend(engine: AsyncEngine, database_url: str) -> AsyncIterator[SpendSe
     service = SpendService(sessionmaker, PriceBook({PRICED_MODEL: PRICED}), SpendSettings(), functions)
     yield service
     await service.flushed()
-    await pool.close()
+    await functions.close()
     # Leases these tests leave open would be reaped (and counted) by other tests' servers.
     async with engine.begin() as conn:
         await conn.execute(delete(BudgetLease).where(BudgetLease.endpoint == ENDPOINT))
@@ -116,3 +119,91 @@ async def test_a_reservation_whose_caller_left_is_given_back(spend: SpendService
     assert (row.status, row.cost_micros, row.http_status) == ("client_disconnected", 0, 499)
     budget = await load_budget(spend.sessionmaker, budget_id)
     assert (budget.reserved_micros, budget.spent_micros) == (0, 0)
+
+
+@asynccontextmanager
+async def _ledger_held(engine: AsyncEngine, request_id: str) -> AsyncIterator[None]:
+    """Another transaction has registered ``request_id`` and not committed: a money transaction
+    writing that ledger row waits for it, holding whatever it locked before."""
+    async with engine.connect() as conn:
+        await conn.execute(insert(UsageRequestId).values(request_id=request_id, created_at=utcnow()))
+        yield
+        await conn.rollback()
+
+
+async def _waits_on_a_lock(engine: AsyncEngine) -> bool:
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    for _ in range(200):
+        async with engine.connect() as conn:
+            if (await conn.execute(query)).scalar_one():
+                return True
+        await asyncio.sleep(0.01)
+    return False
+
+
+async def _reserve_meanwhile(spend: SpendService, principal: Principal) -> None:
+    """A reservation on the same budget answers while the other transaction is stuck."""
+    assert spend.functions is not None
+    [outcome] = await asyncio.wait_for(spend.functions.reserve_batch([_args(principal)], utcnow(), 60), 3)
+    assert outcome.outcome == "reserved"
+
+
+async def test_a_settle_batch_stuck_on_the_ledger_does_not_hold_its_budgets(
+    spend: SpendService, engine: AsyncEngine
+) -> None:
+    assert spend.functions is not None
+    principal, budget_id = await principal_with_budget(spend.sessionmaker, 10 * WORST)
+    first = _args(principal)
+    await spend.functions.reserve_batch([first], utcnow(), 60)
+    settlement = Settlement(
+        first.request_id, ENDPOINT, PRICED_MODEL, TokenUsage(prompt=PROMPT), 20, "ok", 200, 1, "upstream"
+    )
+    pending = PendingSettlement(
+        first.request_id, 20, record_values(principal.key_id, principal.user_id, None, settlement)
+    )
+    async with _ledger_held(engine, first.request_id):
+        settling = asyncio.create_task(spend.functions.settle_batch([pending], utcnow()))
+        assert await _waits_on_a_lock(engine)
+        await _reserve_meanwhile(spend, principal)
+    await settling
+    budget = await load_budget(spend.sessionmaker, budget_id)
+    assert (budget.spent_micros, budget.reserved_micros) == (20, WORST)
+    [row] = await usage_rows(engine, principal.key_id)
+    assert row.cost_micros == 20
+
+
+async def test_the_reaper_stuck_on_the_ledger_does_not_hold_its_budgets(
+    spend: SpendService, engine: AsyncEngine
+) -> None:
+    assert spend.functions is not None
+    principal, budget_id = await principal_with_budget(spend.sessionmaker, 10 * WORST)
+    expired = _args(principal)
+    await spend.functions.reserve_batch([expired], utcnow() - timedelta(minutes=5), 60)
+    async with _ledger_held(engine, expired.request_id):
+        reaping = asyncio.create_task(spend.reap_once())
+        assert await _waits_on_a_lock(engine)
+        await _reserve_meanwhile(spend, principal)
+    assert await reaping >= 1
+    budget = await load_budget(spend.sessionmaker, budget_id)
+    assert (budget.spent_micros, budget.reserved_micros) == (WORST, WORST)
+
+
+async def test_each_kind_of_call_keeps_its_connection(spend: SpendService) -> None:
+    functions = spend.functions
+    assert functions is not None
+    principal, _ = await principal_with_budget(spend.sessionmaker, 10 * WORST)
+    await functions.reserve_batch([_args(principal)], utcnow(), 60)
+    await functions.settle_batch([], utcnow())
+    lanes = dict(functions._held)
+    for _ in range(3):
+        await functions.reserve_batch([_args(principal)], utcnow(), 60)
+        await functions.settle_batch([], utcnow())
+    assert functions._held == lanes
+    assert lanes["reserve"] is not lanes["settle"]
+    # A lane whose connection was closed takes a new one from the pool and answers.
+    lanes["reserve"].terminate()
+    [outcome] = await functions.reserve_batch([_args(principal)], utcnow(), 60)
+    assert outcome.outcome == "reserved"
+    assert functions._held["reserve"] is not lanes["reserve"]

@@ -45,8 +45,8 @@ async def spend(request: pytest.FixtureRequest, engine: AsyncEngine, database_ur
     service = SpendService(sessionmaker, PriceBook({PRICED_MODEL: PRICED}), SpendSettings(), functions)
     yield service
     await service.flushed()
-    if pool is not None:
-        await pool.close()
+    if functions is not None:
+        await functions.close()
 
 
 def _settlement(request_id: str, cost: int, endpoint: str = "chat") -> Settlement:
