@@ -9,7 +9,10 @@ settled and written to the ledger), as one worker pinned to CPU 0, with the toke
 through (which inherits that pinning: its CPU is Tollgate's too). wrk, nginx and PostgreSQL
 share CPU 1 (PostgreSQL's processes are moved there for the run and moved back afterwards), so
 Tollgate's core is its own. Prints requests per second and latency percentiles for both, and
-the latency Tollgate adds.
+the latency Tollgate adds, and the CPU time per request of the workers, the token server and
+PostgreSQL. ``--workers N`` pins N workers to CPUs 0 to N-1 (on a 2-core machine, the second one
+shares its CPU with wrk, nginx and PostgreSQL): the CPU per request then says whether a worker
+costs more when it has company.
 """
 
 from __future__ import annotations
@@ -202,6 +205,12 @@ def rss_mb(pid: int) -> float:
     return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
 
 
+def worker_pids(pid: int) -> list[int]:
+    """The processes that serve requests: ``pid`` itself with one worker, else uvicorn's children."""
+    found = subprocess.run(["pgrep", "-P", str(pid), "-f", "spawn_main"], capture_output=True, text=True)
+    return [int(child) for child in found.stdout.split()] or [pid]
+
+
 def token_server_mb(pid: int) -> float:
     """Resident memory of the token server that ``tollgate serve`` (``pid``) runs for all its workers."""
     children = subprocess.run(["pgrep", "-P", str(pid), "-f", "app.kit.token_server"], capture_output=True, text=True)
@@ -289,6 +298,7 @@ def warm_up(args: argparse.Namespace, workdir: Path, port: int, token: str) -> N
 
 def measure(args: argparse.Namespace, r: Rig) -> None:
     workdir, upstream_port, port, token, gateway_pid = r.workdir, r.upstream_port, r.port, r.token, r.gateway.pid
+    workers = worker_pids(gateway_pid)
     print(
         f"{'scenario':<12} {'conc':>4} | {'direct rps':>10} {'p50':>7} {'p90':>7} {'p99':>7} | "
         f"{'tollgate rps':>12} {'p50':>7} {'p90':>7} {'p99':>7} | {'added p50':>9} {'added p99':>9} {'rps ratio':>9} "
@@ -299,9 +309,10 @@ def measure(args: argparse.Namespace, r: Rig) -> None:
         body = body_file(workdir, name)
         for c in args.concurrency:
             direct = wrk(f"http://127.0.0.1:{upstream_port}{path}", body, "sk-bench", accept, c, args.duration)
-            working, counting, storing = cpu_s(gateway_pid), token_server_cpu_s(gateway_pid), postgres_cpu_s()
+            working, counting = sum(map(cpu_s, workers)), token_server_cpu_s(gateway_pid)
+            storing = postgres_cpu_s()
             through = wrk(f"http://127.0.0.1:{port}{path}", body, token, accept, c, args.duration)
-            working, counting = cpu_s(gateway_pid) - working, token_server_cpu_s(gateway_pid) - counting
+            working, counting = sum(map(cpu_s, workers)) - working, token_server_cpu_s(gateway_pid) - counting
             storing = postgres_cpu_s() - storing
             served = through.rps * args.duration
             if through.non2xx:
@@ -329,9 +340,11 @@ class Rig:
 
 
 @contextmanager
-def rig(database_url: str, prefix: str, shared_tokenizer: bool = True, other_budgets: int = 0) -> Iterator[Rig]:
-    """nginx as the upstream, a fresh database with a key and a budget, and one Tollgate worker
-    pinned to CPU 0, answering; all stopped on the way out."""
+def rig(
+    database_url: str, prefix: str, shared_tokenizer: bool = True, other_budgets: int = 0, workers: int = 1
+) -> Iterator[Rig]:
+    """nginx as the upstream, a fresh database with a key and a budget, and Tollgate's workers
+    pinned to CPUs 0 to workers - 1, answering; all stopped on the way out."""
     workdir = Path(tempfile.mkdtemp(prefix=prefix))
     nginx, upstream_port = start_nginx(workdir)
     try:
@@ -339,9 +352,9 @@ def rig(database_url: str, prefix: str, shared_tokenizer: bool = True, other_bud
         env = tollgate_env(database_url, upstream_port, port)
         env["TOLLGATE_SHARED_TOKENIZER"] = str(shared_tokenizer).lower()
         token = prepare_database(database_url, env, other_budgets)
-        command = [sys.executable, "-m", "app.cli.main", "serve", "--skip-migrations", "--workers", "1"]
+        command = [sys.executable, "-m", "app.cli.main", "serve", "--skip-migrations", "--workers", str(workers)]
         gateway = subprocess.Popen(
-            ["taskset", "-c", "0", *command],
+            ["taskset", "-c", f"0-{workers - 1}", *command],
             env=env,
             cwd=HERE.parent,
             stdout=(workdir / "tollgate.log").open("w"),
@@ -373,20 +386,24 @@ def main() -> int:
     parser.add_argument(
         "--other-budgets", type=int, default=0, help="budgets of other keys, users and teams in the database"
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="Tollgate's worker processes, pinned to CPUs 0 to workers - 1"
+    )
     args = parser.parse_args()
     ensure_tools()
     # This process is a client too (time to first byte): keep it off Tollgate's core.
     os.sched_setaffinity(0, {1})
-    with rig(args.database_url, "tollgate-bench-", args.tokenizer == "shared", args.other_budgets) as r:
+    with rig(args.database_url, "tollgate-bench-", args.tokenizer == "shared", args.other_budgets, args.workers) as r:
         print(
-            f"# {time.strftime('%Y-%m-%d')}: Tollgate pinned to CPU 0 (1 worker, tokenizer {args.tokenizer}); "
+            f"# {time.strftime('%Y-%m-%d')}: Tollgate pinned to CPUs 0-{args.workers - 1} ({args.workers} workers, "
+            f"tokenizer {args.tokenizer}); "
             f"wrk, nginx and PostgreSQL on CPU 1; {args.duration}s per cell; {args.other_budgets} other budgets",
             flush=True,
         )
         with postgres_on_cpu(1):
             stream_body = json.dumps(SCENARIOS["chat-stream"][1]).encode()
             warm_up(args, r.workdir, r.port, r.token)
-            rss_start = rss_mb(r.gateway.pid)
+            rss_start = max(map(rss_mb, worker_pids(r.gateway.pid)))
             measure(args, r)
             direct_ttfb = ttfb_ms(r.upstream_port, "/v1/chat/completions", stream_body, "sk-bench")
             tollgate_ttfb = ttfb_ms(r.port, "/v1/chat/completions", stream_body, r.token)
@@ -395,7 +412,8 @@ def main() -> int:
             f"Tollgate {tollgate_ttfb:.2f} ms, added {tollgate_ttfb - direct_ttfb:.2f} ms"
         )
         print(
-            f"Tollgate worker resident memory: {rss_start:.0f} MB after warm-up, {rss_mb(r.gateway.pid):.0f} MB at "
+            f"Tollgate worker resident memory (the largest worker): {rss_start:.0f} MB after warm-up, "
+            f"{max(map(rss_mb, worker_pids(r.gateway.pid))):.0f} MB at "
             f"the end; the token server all workers share: {token_server_mb(r.gateway.pid):.0f} MB"
         )
     return 0
