@@ -22,6 +22,9 @@ DB_ERRORS = (
     TimeoutError,
     asyncpg.exceptions.PostgresError,
     asyncpg.exceptions.InterfaceError,
+    # What asyncpg raises when a connection's server process died while it was being used
+    # ("cannot switch to state ..."): the database went away, not a bug of the caller.
+    asyncpg.exceptions.InternalClientError,
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from app.api_keys.schemas import Principal
 from app.config import DatabaseSettings, SpendSettings
-from app.db import create_money_pool
+from app.db import DB_ERRORS, create_money_pool
 from app.kit.crypto import new_id
 from app.kit.db_types import utcnow
 from app.models import BudgetLease, UsageRequestId
@@ -207,3 +208,13 @@ async def test_each_kind_of_call_keeps_its_connection(spend: SpendService) -> No
     [outcome] = await functions.reserve_batch([_args(principal)], utcnow(), 60)
     assert outcome.outcome == "reserved"
     assert functions._held["reserve"] is not lanes["reserve"]
+    # One whose server process went away (a restart): the call that finds out may fail, as on a
+    # pooled connection (unless the close arrived first), and the next is answered on a new one.
+    gone = functions._held["reserve"].get_server_pid()
+    async with functions.pool.acquire() as other:
+        await other.execute("SELECT pg_terminate_backend($1)", gone)
+    with contextlib.suppress(*DB_ERRORS):
+        await functions.reserve_batch([_args(principal)], utcnow(), 60)
+    [outcome] = await functions.reserve_batch([_args(principal)], utcnow(), 60)
+    assert outcome.outcome == "reserved"
+    assert functions._held["reserve"].get_server_pid() != gone
