@@ -171,9 +171,7 @@ class MoneyFunctions:
         # a connection of its own from the pool instead of interleaving on this one.
         conn = self._held.pop(lane, None)
         if conn is not None and not _usable(conn):
-            # Closed under us: the pool takes it back (if it has not already) and refills its place.
-            with contextlib.suppress(InterfaceError):
-                await self.pool.release(conn)
+            await self._give_back(conn)  # closed under us: the pool refills its place
             conn = None
         if conn is None:
             conn = await self.pool.acquire(timeout=self.acquire_timeout_s)
@@ -181,10 +179,7 @@ class MoneyFunctions:
             # Timed on this side too (once per batch): a dead connection must not hang requests.
             rows: list[asyncpg.Record] = await conn.fetch(query, *args, timeout=self.statement_timeout_s)
         except BaseException:
-            # The pool resets it, or replaces it if the call left it unusable (or closed: then the
-            # pool may have taken it back already, and the call's own error is the one to raise).
-            with contextlib.suppress(InterfaceError):
-                await self.pool.release(conn)
+            await self._give_back(conn)  # reset by the pool, or replaced if the call broke it
             raise
         if lane in self._held:
             await self.pool.release(conn)
@@ -196,8 +191,14 @@ class MoneyFunctions:
         """Gives the lanes' connections back, then closes the pool (which waits for them)."""
         held, self._held = list(self._held.values()), {}
         for conn in held:
-            await self.pool.release(conn)
+            await self._give_back(conn)
         await self.pool.close()
+
+    async def _give_back(self, conn: asyncpg.Connection) -> None:
+        # A connection that closed has been taken back by the pool already; releasing it again
+        # raises, and must not hide the error that closed it.
+        with contextlib.suppress(InterfaceError):
+            await self.pool.release(conn)
 
 
 def _usable(conn: asyncpg.Connection) -> bool:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
 from decimal import Decimal
 
+import asyncpg
 import pytest
 from sqlalchemy import delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from app.api_keys.schemas import Principal
 from app.config import DatabaseSettings, SpendSettings
 from app.db import DB_ERRORS, create_money_pool
+from app.errors import ServiceUnavailable
 from app.kit.crypto import new_id
 from app.kit.db_types import utcnow
 from app.models import BudgetLease, UsageRequestId
@@ -122,7 +123,7 @@ async def test_a_reservation_whose_caller_left_is_given_back(spend: SpendService
     assert (budget.reserved_micros, budget.spent_micros) == (0, 0)
 
 
-@asynccontextmanager
+@contextlib.asynccontextmanager
 async def _ledger_held(engine: AsyncEngine, request_id: str) -> AsyncIterator[None]:
     """Another transaction has registered ``request_id`` and not committed: a money transaction
     writing that ledger row waits for it, holding whatever it locked before."""
@@ -218,3 +219,19 @@ async def test_each_kind_of_call_keeps_its_connection(spend: SpendService) -> No
     [outcome] = await functions.reserve_batch([_args(principal)], utcnow(), 60)
     assert outcome.outcome == "reserved"
     assert functions._held["reserve"].get_server_pid() != gone
+
+
+async def test_a_connection_that_died_mid_call_is_a_503_not_a_500(
+    spend: SpendService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """asyncpg reports a backend that died during a call as InternalClientError ("cannot switch
+    to state ..."): the database went away, so the request is refused as unconfirmed."""
+    assert spend.functions is not None
+    principal, _ = await principal_with_budget(spend.sessionmaker, 10 * WORST)
+
+    async def dies(*_args: object) -> list[object]:
+        raise asyncpg.exceptions.InternalClientError("cannot switch to state 12; another operation (2) is in progress")
+
+    monkeypatch.setattr(spend.functions, "reserve_batch", dies)
+    with pytest.raises(ServiceUnavailable):
+        await spend.reserve(principal, new_id("req"), Estimate(PRICED_MODEL, ENDPOINT, PROMPT, CAP))
